@@ -1,0 +1,27 @@
+"""comfyui-runtime-metadata: records what a ComfyUI run actually did and writes it into images.
+
+As a ComfyUI custom-node package this exposes the node mappings and, when the configuration
+enables capture, installs the executor hooks. Importing it outside ComfyUI does nothing else.
+"""
+
+from __future__ import annotations
+
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .version import __version__
+
+WEB_DIRECTORY = None
+
+
+def _install_hooks() -> None:
+    import sys
+
+    if "execution" not in sys.modules:  # not inside ComfyUI: never touch anything
+        return
+    from .capture import install_into_comfyui
+
+    install_into_comfyui()
+
+
+_install_hooks()
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY", "__version__"]

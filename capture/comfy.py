@@ -1,0 +1,66 @@
+"""The few ComfyUI facilities the save node needs, behind functions that never assume.
+
+This module (with ``hooks``) is the only place that imports ComfyUI. Every accessor degrades
+gracefully when run outside ComfyUI (tests, the CLI) or on a ComfyUI that lacks something.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+
+def _module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - absent or broken: the caller falls back
+        return None
+
+
+def execution_module() -> Any:
+    """ComfyUI's ``execution`` module, if this process is a ComfyUI."""
+    return sys.modules.get("execution") or _module("execution")
+
+
+def comfyui_version() -> str:
+    """ComfyUI's version string, or a description when it has none (pre-2025 releases)."""
+    mod = _module("comfyui_version")
+    version = getattr(mod, "__version__", None)
+    if version:
+        return str(version)
+    return "unversioned (before comfyui_version.py)"
+
+
+def metadata_disabled() -> bool:
+    """True when ComfyUI was started with ``--disable-metadata``."""
+    cli = _module("comfy.cli_args")
+    args = getattr(cli, "args", None)
+    return bool(getattr(args, "disable_metadata", False))
+
+
+def output_directory() -> str:
+    """ComfyUI's output folder."""
+    fp = _module("folder_paths")
+    if fp is not None and hasattr(fp, "get_output_directory"):
+        return str(fp.get_output_directory())
+    return os.path.abspath("output")
+
+
+def save_image_path(prefix: str, width: int, height: int) -> tuple[str, str, int, str, str]:
+    """(full_output_folder, filename, counter, subfolder, filename_prefix) as SaveImage uses."""
+    fp = _module("folder_paths")
+    if fp is None:
+        raise RuntimeError("folder_paths is not importable: not running inside ComfyUI")
+    return fp.get_save_image_path(prefix, fp.get_output_directory(), width, height)
+
+
+def environment() -> dict[str, str]:
+    """Versions of what made the image: ComfyUI, Python, torch."""
+    torch = sys.modules.get("torch")
+    return {
+        "comfyui": comfyui_version(),
+        "python": sys.version.split()[0],
+        "torch": str(getattr(torch, "__version__", "not loaded")),
+    }

@@ -1,0 +1,114 @@
+"""Turn live input values into small, JSON-safe summaries at call time.
+
+Events must never hold a reference to a tensor, a model or any other live object, so every
+value is summarised when the node is called: scalars as they are (long strings cut), tensors
+as ``{"type", "shape", "dtype"}``, sequences as their length plus the first items, anything
+else as its type name. This runs for every input of every node, so the common case (an int,
+a float or a short string) is one dict lookup.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "[redacted]"
+#: Strings longer than this are cut (prompts stay readable; embedded blobs do not bloat logs).
+MAX_STRING = 4096
+#: How many items of a list or tuple are kept.
+MAX_ITEMS = 8
+#: How deep nested lists/dicts are followed before they become a type name.
+MAX_DEPTH = 3
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+_SECRET_NAME = re.compile(
+    r"(api[_-]?key|apikey|token|passw(or)?d|secret|credential|auth|private[_-]?key|cookie|session[_-]?id)",
+    re.IGNORECASE,
+)
+_secret_cache: dict[str, bool] = {}
+
+
+def is_secret_name(name: str) -> bool:
+    """True for input names that look like credentials (``api_key``, ``auth_token``, ...)."""
+    hit = _secret_cache.get(name)
+    if hit is None:
+        if len(_secret_cache) > 10_000:  # pathological node packs; keep memory flat
+            _secret_cache.clear()
+        hit = _secret_cache[name] = bool(_SECRET_NAME.search(name))
+    return hit
+
+
+def cut(text: str, limit: int = MAX_STRING) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[{len(text)} chars]"
+
+
+def summarize(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe summary of ``value`` that keeps no reference to it."""
+    kind = type(value)
+    if kind in _SCALARS:
+        if kind is float and value != value:  # NaN is not valid JSON
+            return "NaN"
+        if kind is float and value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if kind is str:
+        return value if len(value) <= MAX_STRING else cut(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype"):
+        try:
+            dims = [int(d) for d in shape]
+        except (TypeError, ValueError):
+            dims = []
+        return {"type": _type_name(value), "shape": dims, "dtype": str(value.dtype)}
+    if depth < MAX_DEPTH:
+        if kind is list or kind is tuple:
+            items = [summarize(v, depth + 1) for v in value[:MAX_ITEMS]]
+            if len(value) <= MAX_ITEMS:
+                return items
+            return {"type": kind.__name__, "len": len(value), "head": items}
+        if kind is dict and len(value) <= MAX_ITEMS and all(type(k) is str for k in value):
+            return {
+                k: (REDACTED if is_secret_name(k) else summarize(v, depth + 1))
+                for k, v in value.items()
+            }
+    if isinstance(value, (int, float, str)):  # subclasses such as IntEnum or numpy scalars
+        return summarize(_plain(value), depth)
+    return {"type": _type_name(value)}
+
+
+def _plain(value: Any) -> Any:
+    """The builtin scalar behind a scalar subclass."""
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
+    return None
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def summarize_inputs(
+    inputs: dict[str, Any], skip: frozenset[str] = frozenset()
+) -> dict[str, list[Any]]:
+    """Summarise ComfyUI's ``input_data_all`` (name -> list of values), redacting secrets."""
+    out: dict[str, list[Any]] = {}
+    for name, values in inputs.items():
+        if name in skip:
+            continue
+        if is_secret_name(name):
+            out[name] = [REDACTED]
+            continue
+        if type(values) is not list:
+            values = [values]
+        if len(values) == 1:
+            v = values[0]
+            out[name] = [v if type(v) in _SCALARS and type(v) is not float else summarize(v)]
+        else:
+            out[name] = [summarize(v) for v in values]
+    return out

@@ -1,0 +1,208 @@
+"""The ``runtime-metadata`` command: demo, inspect, replay, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import RuntimeMetadataError
+from .events.log import read_log_file
+from .projections.document import build_document, encode_document, save_nodes
+from .writers.png import DOCUMENT_KEY, read_text_chunks
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+EXAMPLES = PACKAGE_DIR / "examples"
+SAVE_CLASSES = frozenset({"SaveImageRuntimeMetadata"})
+
+
+def _print(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summarize_document(doc: dict[str, Any], prompt: dict[str, Any] | None = None) -> str:
+    """A readable account of a runtime document: nodes, resolved values, timings."""
+    rt = doc.get("runtime", doc)
+    lines = [
+        f"run {rt.get('prompt_id')}  status={rt.get('status')}  started={rt.get('started_at')}",
+        f"ComfyUI: {rt.get('comfyui')}   plugin: {rt.get('plugin')}",
+    ]
+    saved = rt.get("saved_by") or {}
+    if saved:
+        lines.append(f"saved by node {saved.get('id')} ({saved.get('class_type')}); its ancestors, in run order:")
+    for node in rt.get("nodes", []):
+        took = f"{node['duration_ms']:.3f} ms" if "duration_ms" in node else node.get("status", "")
+        lines.append(f"  #{node['id']:<6} {node['class_type']:<32} {took}")
+        static = ((prompt or {}).get(node["id"]) or {}).get("inputs", {})
+        for name, value in (node.get("inputs") or {}).items():
+            linked = static.get(name)
+            note = ""
+            if isinstance(linked, list) and len(linked) == 2:
+                note = f"   <- computed at run time by node {linked[0]} (the prompt only has a link)"
+            lines.append(f"      {name} = {_short(value)}{note}")
+        if "error" in node:
+            lines.append(f"      error: {node['error']}")
+    t = rt.get("timing", {})
+    lines.append(
+        f"timing: {t.get('executed_nodes')} executed, {t.get('cached_nodes')} cached, "
+        f"node time {t.get('node_time_ms')} ms"
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    chunks = read_text_chunks(args.image)
+    text = chunks.get(DOCUMENT_KEY)
+    if text is None:
+        _print(f"{args.image}: no runtime metadata (keys present: {', '.join(sorted(chunks)) or 'none'})")
+        return 1
+    doc = json.loads(text)
+    if args.json:
+        _print(text)
+    else:
+        prompt = json.loads(chunks["prompt"]) if "prompt" in chunks else None
+        _print(summarize_document(doc, prompt))
+    return 0
+
+
+def _replayed(path: str, node: str | None) -> tuple[list[tuple[str, str]], list[str], dict[str, Any]]:
+    result = read_log_file(path)
+    warnings = []
+    if result.damage:
+        warnings.append(f"{path}: damaged log, {len(result.damage)} stretch(es) skipped:\n{result.describe_damage()}")
+    nodes = [node] if node else save_nodes(result.events, SAVE_CLASSES)
+    prompt = next((getattr(e, "prompt", None) for e in result.events if hasattr(e, "prompt")), {}) or {}
+    return [(n, encode_document(build_document(result.events, n))) for n in nodes], warnings, prompt
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    if args.check:
+        chunks = read_text_chunks(args.check)
+        embedded = chunks.get(DOCUMENT_KEY)
+        if embedded is None:
+            _print(f"{args.check}: no runtime metadata to check against")
+            return 2
+        node = json.loads(embedded)["runtime"]["saved_by"]["id"]
+        docs, warnings, _ = _replayed(args.log, node)
+        for w in warnings:
+            print(w, file=sys.stderr)
+        rebuilt = docs[0][1]
+        if rebuilt == embedded:
+            _print(f"OK: replaying {args.log} rebuilds the document in {args.check} byte for byte")
+            return 0
+        at = next((i for i, (a, b) in enumerate(zip(rebuilt, embedded)) if a != b), min(len(rebuilt), len(embedded)))
+        _print(f"DIFFERENT at character {at}:\n  image : …{embedded[max(0, at - 40):at + 40]}\n  replay: …{rebuilt[max(0, at - 40):at + 40]}")
+        return 1
+    docs, warnings, prompt = _replayed(args.log, args.node)
+    for w in warnings:
+        print(w, file=sys.stderr)
+    if not docs:
+        _print(f"{args.log}: no save node of this plugin ran in this log")
+        return 1
+    for _, text in docs:
+        _print(text if args.json else summarize_document(json.loads(text), prompt))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import config
+
+    cfg = config.get()
+    _print(f"config file: {config.config_path()} ({'present' if config.config_path().exists() else 'absent'})")
+    for key, value in dataclasses.asdict(cfg).items():
+        _print(f"  {key} = {value!r}")
+    return 0
+
+
+def _load_example() -> tuple[dict[str, Any], dict[str, Any]]:
+    prompt = json.loads((EXAMPLES / "demo_prompt.json").read_text())
+    workflow = json.loads((EXAMPLES / "demo_workflow.json").read_text())
+    return prompt, workflow
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .harness.provision import ensure_comfyui
+    from .harness.server import ComfyServer
+
+    started = time.monotonic()
+    install = ensure_comfyui(comfyui_path=args.comfyui, log=lambda m: _print(f"[demo] {m}"))
+    _print(f"[demo] ComfyUI: {install.label} at {install.root}")
+    prompt, workflow = _load_example()
+    workdir = Path(args.workdir) if args.workdir else None
+    env = {"AAA_METADATA_ENABLE_HOOKS": "1"}
+    with ComfyServer(install, PACKAGE_DIR, env=env, workdir=workdir) as server:
+        env_logs = server.workdir / "runtime-logs"
+        _print(f"[demo] server up at {server.url}; queueing the example workflow")
+        entry = server.run(prompt, extra_data={"extra_pnginfo": {"workflow": workflow}})
+        images = [
+            server.output_dir / img.get("subfolder", "") / img["filename"]
+            for out in entry.get("outputs", {}).values()
+            for img in out.get("images", [])
+        ]
+        del env_logs
+    if not images:
+        _print("[demo] the run saved no image; server log:\n" + server.log_text()[-3000:])
+        return 1
+    image = images[0]
+    _print(f"\nsaved image: {image}\n")
+    chunks = read_text_chunks(image)
+    text = chunks.get(DOCUMENT_KEY)
+    if text is None:
+        _print("the image has no runtime metadata: capture did not run (see the server log)")
+        return 1
+    _print(summarize_document(json.loads(text), json.loads(chunks["prompt"])))
+    _print(f"\nPNG chunks: {', '.join(chunks)}   ({time.monotonic() - started:.1f} s in all)")
+    _print(f"see it again with: runtime-metadata inspect {image}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="runtime-metadata", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the built-in example on a real ComfyUI and show what was captured")
+    demo.add_argument("--comfyui", help="use this ComfyUI folder (default: $COMFYUI_PATH, else provision one)")
+    demo.add_argument("--workdir", help="keep the server's output here (default: a temporary folder)")
+    demo.set_defaults(func=cmd_demo)
+    inspect_ = sub.add_parser("inspect", help="print the runtime metadata embedded in an image")
+    inspect_.add_argument("image")
+    inspect_.add_argument("--json", action="store_true", help="print the embedded document as JSON")
+    inspect_.set_defaults(func=cmd_inspect)
+    replay = sub.add_parser("replay", help="rebuild the runtime document from a saved event log")
+    replay.add_argument("log")
+    replay.add_argument("--json", action="store_true", help="print the canonical JSON document")
+    replay.add_argument("--node", help="the save node whose document to rebuild (default: every one)")
+    replay.add_argument("--check", metavar="IMAGE", help="verify the image's document is rebuilt byte for byte")
+    replay.set_defaults(func=cmd_replay)
+    doctor = sub.add_parser("doctor", help="show the configuration in force")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``runtime-metadata`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (RuntimeMetadataError, OSError) as exc:
+        print(f"runtime-metadata: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

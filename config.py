@@ -1,0 +1,155 @@
+"""Configuration: built-in defaults <- ``config.json`` <- environment variables.
+
+The file's keys are compatible with the AAA Metadata System's ``config.json``. A missing or
+broken file means defaults; a bad value is reported once and replaced by its default. The
+file is re-read whenever it changes (checked by mtime at each run and each save), so no
+restart is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("runtime_metadata")
+
+#: Environment variable naming another config file (tests, shared installs).
+CONFIG_PATH_ENV = "AAA_METADATA_CONFIG"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, with its default."""
+
+    hooks_enabled: bool = False
+    log_disagreements: bool = False
+    log_performance: bool = False
+    inline_size_limit_kb: int = 32
+    log_dir: str | None = None
+    max_runs: int = 64
+    debug: bool = False
+    enable_hash_cache: bool = True
+
+
+#: field -> (path in config.json, environment variable)
+KEYS: dict[str, tuple[tuple[str, str], str]] = {
+    "hooks_enabled": (("runtime_hooks", "enabled"), "AAA_METADATA_ENABLE_HOOKS"),
+    "log_disagreements": (("runtime_hooks", "log_disagreements"), "AAA_METADATA_LOG_DISAGREEMENTS"),
+    "log_performance": (("runtime_hooks", "log_performance"), "AAA_METADATA_LOG_PERFORMANCE"),
+    "inline_size_limit_kb": (("runtime_hooks", "inline_size_limit_kb"), "AAA_METADATA_INLINE_SIZE_LIMIT_KB"),
+    "log_dir": (("runtime_hooks", "log_dir"), "AAA_METADATA_LOG_DIR"),
+    "max_runs": (("runtime_hooks", "max_finished_runs"), "AAA_METADATA_MAX_RUNS"),
+    "debug": (("debug", "enabled"), "AAA_METADATA_DEBUG"),
+    "enable_hash_cache": (("metadata", "enable_hash_cache"), "AAA_METADATA_ENABLE_HASH_CACHE"),
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+_reported: set[str] = set()
+_cache: tuple[Any, Config] | None = None
+_lock = threading.Lock()
+
+
+def _report_once(message: str) -> None:
+    if message not in _reported:
+        _reported.add(message)
+        log.warning("[runtime-metadata] %s", message)
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """``value`` as the type of field ``name``; raises ValueError with a readable reason."""
+    default = getattr(Config, name)
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, str)) and str(value).strip().lower() in _TRUE | _FALSE:
+            return str(value).strip().lower() in _TRUE
+        raise ValueError(f"{source}: expected true/false, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, bool):
+            raise ValueError(f"{source}: expected a number, got {value!r}")
+        try:
+            number = int(str(value).strip()) if not isinstance(value, int) else value
+        except ValueError:
+            raise ValueError(f"{source}: expected a number, got {value!r}") from None
+        if number < (0 if name == "inline_size_limit_kb" else 1):
+            raise ValueError(f"{source}: {number} is out of range")
+        return number
+    # optional path
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{source}: expected a folder path, got {value!r}")
+    return os.path.expanduser(value)
+
+
+def config_path() -> Path:
+    """The config file in force."""
+    return Path(os.environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        _report_once(f"cannot read {path}: {exc}; using defaults")
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _report_once(f"{path} is not valid JSON ({exc}); using defaults")
+        return {}
+    if not isinstance(data, dict):
+        _report_once(f"{path} must hold a JSON object; using defaults")
+        return {}
+    return data
+
+
+def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Build the configuration now, from ``path`` and ``environ`` (defaults: the real ones)."""
+    path = path or config_path()
+    env = os.environ if environ is None else environ
+    data = _read_file(path)
+    values: dict[str, Any] = {}
+    for f in fields(Config):
+        (section, key), env_name = KEYS[f.name]
+        if env_name in env:
+            raw, source = env[env_name], f"environment variable {env_name}"
+        else:
+            block = data.get(section)
+            if not isinstance(block, dict) or key not in block:
+                continue
+            raw, source = block[key], f"{path.name}: {section}.{key}"
+        try:
+            values[f.name] = _coerce(f.name, raw, source)
+        except ValueError as exc:
+            _report_once(f"{exc}; using the default {getattr(Config, f.name)!r}")
+    return Config(**values)
+
+
+def get() -> Config:
+    """The current configuration, re-read when the file or the environment changed."""
+    global _cache
+    path = config_path()
+    try:
+        st = path.stat()
+        stamp: Any = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = (str(path), None, None)
+    env_names = [k[1] for k in KEYS.values()]
+    stamp = (stamp, tuple(os.environ.get(n) for n in env_names))
+    with _lock:
+        if _cache is not None and _cache[0] == stamp:
+            return _cache[1]
+        cfg = load(path)
+        _cache = (stamp, cfg)
+        return cfg

@@ -1,0 +1,222 @@
+"""The per-prompt event log: a header, then length-prefixed, checksummed msgpack frames.
+
+Layout::
+
+    header  = MAGIC (8 bytes) | schema version (u16 LE) | reserved (u16)
+    frame   = payload length (u32 LE) | crc32(payload) (u32 LE) | payload (msgpack event)
+
+Appending is the hot path (it runs for every node of every run), so it encodes straight
+into the log's buffer with one reused encoder. Reading never raises on damage: a frame that
+fails its checksum is skipped (the reader resynchronises on the next valid frame) and a torn
+tail is reported, so a damaged log loses only its damaged frames.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+
+from ..errors import LogFormatError
+from .schema import SCHEMA_VERSION, AnyEvent
+
+MAGIC = b"\x89RTMLOG\n"
+_HEADER = struct.Struct("<8sHH")
+_FRAME = struct.Struct("<II")
+HEADER_SIZE = _HEADER.size
+FRAME_OVERHEAD = _FRAME.size
+#: A single event larger than this is treated as damage (a prompt JSON is far smaller).
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+
+_decoder = msgspec.msgpack.Decoder(AnyEvent)
+
+
+def header(version: int = SCHEMA_VERSION) -> bytes:
+    """The bytes every log starts with."""
+    return _HEADER.pack(MAGIC, version, 0)
+
+
+class MemoryLog:
+    """An append-only log held in one growing bytearray."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray(header())
+        self._encoder = msgspec.msgpack.Encoder()
+        self.count = 0
+
+    def append(self, event: AnyEvent) -> None:
+        """Encode ``event`` into the buffer as one frame."""
+        buf = self._buf
+        start = len(buf)
+        buf.extend(b"\0\0\0\0\0\0\0\0")
+        self._encoder.encode_into(event, buf, start + FRAME_OVERHEAD)
+        payload = bytes(buf[start + FRAME_OVERHEAD :])
+        _FRAME.pack_into(buf, start, len(payload), zlib.crc32(payload))
+        self.count += 1
+
+    def to_bytes(self) -> bytes:
+        """The whole log as it would be stored on disk."""
+        return bytes(self._buf)
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def events(self) -> list[AnyEvent]:
+        """Decode every event appended so far."""
+        return read_log(self.to_bytes()).events
+
+
+class FileLog:
+    """An append-only log written through to a file.
+
+    Frames go through a buffered writer; ``flush`` (called at the end of each run) makes
+    them durable. A crash loses at most the unflushed tail, which the reader reports.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._memory = MemoryLog()
+        self._written = 0
+        self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+
+    def append(self, event: AnyEvent) -> None:
+        """Encode ``event`` as one frame and queue it for the file."""
+        self._memory.append(event)
+
+    @property
+    def count(self) -> int:
+        return self._memory.count
+
+    def flush(self) -> None:
+        """Write every frame appended so far to the file."""
+        if self._file is None:
+            return
+        data = self._memory.to_bytes()
+        self._file.write(data[self._written :])
+        self._file.flush()
+        self._written = len(data)
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._file is not None:
+            self.flush()
+            self._file.close()
+            self._file = None
+
+    def to_bytes(self) -> bytes:
+        """The whole log, including frames not yet flushed."""
+        return self._memory.to_bytes()
+
+    def events(self) -> list[AnyEvent]:
+        """Decode every event appended so far."""
+        return self._memory.events()
+
+    def __enter__(self) -> FileLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A stretch of the log that could not be read."""
+
+    offset: int
+    length: int
+    reason: str
+
+
+@dataclass
+class ReadResult:
+    """The events that could be read, and what could not."""
+
+    events: list[AnyEvent]
+    version: int
+    damage: list[Damage] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.damage
+
+    def describe_damage(self) -> str:
+        """One line per damaged stretch, for users."""
+        return "\n".join(f"bytes {d.offset}..{d.offset + d.length}: {d.reason}" for d in self.damage)
+
+
+def _frame_at(data: bytes, offset: int) -> tuple[AnyEvent, int] | str:
+    """Decode the frame at ``offset``; return (event, next offset) or why it is not one."""
+    if offset + FRAME_OVERHEAD > len(data):
+        return "truncated frame header"
+    length, crc = _FRAME.unpack_from(data, offset)
+    end = offset + FRAME_OVERHEAD + length
+    if length > MAX_FRAME_BYTES:
+        return f"frame length {length} is implausible"
+    if end > len(data):
+        return f"frame of {length} bytes truncated after {len(data) - offset - FRAME_OVERHEAD}"
+    payload = data[offset + FRAME_OVERHEAD : end]
+    if zlib.crc32(payload) != crc:
+        return "checksum mismatch"
+    try:
+        return _decoder.decode(payload), end
+    except msgspec.DecodeError as exc:
+        return f"undecodable event ({exc})"
+
+
+def iter_log(data: bytes) -> Iterator[AnyEvent | Damage]:
+    """Yield events, and a ``Damage`` for each stretch that could not be read."""
+    offset = HEADER_SIZE
+    while offset < len(data):
+        got = _frame_at(data, offset)
+        if not isinstance(got, str):
+            event, offset = got
+            yield event
+            continue
+        # Resynchronise: the next offset where a whole frame checks out.
+        start, reason = offset, got
+        probe = offset + 1
+        while probe < len(data):
+            if not isinstance(_frame_at(data, probe), str):
+                break
+            probe += 1
+        yield Damage(start, probe - start, reason)
+        offset = probe
+
+
+def read_log(data: bytes) -> ReadResult:
+    """Read a whole log; damage is reported in the result, never raised."""
+    if len(data) < HEADER_SIZE:
+        raise LogFormatError(f"not a runtime-metadata log: {len(data)} bytes, shorter than its header")
+    magic, version, _ = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise LogFormatError("not a runtime-metadata log: bad magic bytes")
+    if version > SCHEMA_VERSION:
+        raise LogFormatError(
+            f"log schema version {version} is newer than this plugin understands ({SCHEMA_VERSION})"
+        )
+    events: list[AnyEvent] = []
+    damage: list[Damage] = []
+    for item in iter_log(data):
+        if isinstance(item, Damage):
+            damage.append(item)
+        else:
+            events.append(item)
+    return ReadResult(events, version, damage)
+
+
+def read_log_file(path: str | os.PathLike[str]) -> ReadResult:
+    """Read a log from disk."""
+    return read_log(Path(path).read_bytes())
+
+
+def write_log_file(path: str | os.PathLike[str], events: Iterable[AnyEvent]) -> None:
+    """Write ``events`` as a complete log file."""
+    with FileLog(path) as log:
+        for event in events:
+            log.append(event)

@@ -1,0 +1,97 @@
+"""Every event a run can emit: small, frozen, tagged msgspec Structs.
+
+Times are integer nanoseconds: ``t_ns`` values come from ``time.perf_counter_ns`` (only
+differences mean anything), and each run carries one wall-clock anchor (``wall_ns``).
+Values inside events are summaries (see ``capture.summary``), never live objects.
+
+Schema evolution: add fields at the end with defaults and bump ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class Event(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
+    """Base of all events; the class name is the tag."""
+
+
+class RunStarted(Event):
+    """ComfyUI started executing a prompt."""
+
+    prompt_id: str
+    wall_ns: int
+    t_ns: int
+    prompt: dict[str, Any]
+    workflow: Any = None
+    comfyui: str = ""
+    plugin: str = ""
+    environment: dict[str, str] = {}
+
+
+class NodeStarted(Event):
+    """The executor reached a node that is not cached and is about to run it."""
+
+    node_id: str
+    class_type: str
+    t_ns: int
+    display_id: str | None = None
+    parent_id: str | None = None
+
+
+class NodeInputs(Event):
+    """A node function is about to be called with these resolved (summarised) inputs.
+
+    ``inputs`` maps each input name to the list ComfyUI passes (one item per batch-list
+    element); ``calls`` is how many times the node function will be called with them.
+    """
+
+    node_id: str
+    t_ns: int
+    inputs: dict[str, list[Any]]
+    calls: int
+
+
+class NodeCached(Event):
+    """A node's outputs came from ComfyUI's cache: it did not run in this run."""
+
+    node_id: str
+    class_type: str
+    t_ns: int
+
+
+class NodeFinished(Event):
+    """A node that started has ended, successfully or not."""
+
+    node_id: str
+    t_ns: int
+    status: str  # "executed" | "failed" | "interrupted" | "pending"
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+class HookStats(Event):
+    """Cost of the capture hooks themselves so far in this run."""
+
+    calls: int
+    total_ns: int
+    max_ns: int
+
+
+class RunFinished(Event):
+    """ComfyUI finished executing a prompt."""
+
+    t_ns: int
+    status: str  # "success" | "error" | "interrupted"
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+AnyEvent = Union[RunStarted, NodeStarted, NodeInputs, NodeCached, NodeFinished, HookStats, RunFinished]
+
+RUN_STATUSES = ("success", "error", "interrupted")
+NODE_STATUSES = ("executed", "failed", "interrupted", "pending")

@@ -1,0 +1,1 @@
+"""Pure folds from events and prompts to documents."""

@@ -1,0 +1,48 @@
+"""The document a save node embeds, built only from the run's log (so replay is exact)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..events.schema import AnyEvent, NodeInputs, RunStarted
+from .runtime import canonical_json, project, runtime_document
+
+DOCUMENT_SCHEMA = 1
+
+
+def events_for_save(events: list[AnyEvent], node_id: str) -> list[AnyEvent]:
+    """The prefix of a run's events that the save node ``node_id`` saw: up to its own inputs."""
+    for i, event in enumerate(events):
+        if isinstance(event, NodeInputs) and event.node_id == node_id:
+            return events[: i + 1]
+    return events
+
+
+def build_document(events: list[AnyEvent], saved_by: str) -> dict[str, Any]:
+    """The full embedded document for the save node ``saved_by``, live and on replay alike."""
+    state = project(None, events_for_save(events, saved_by))
+    return {
+        "schema": DOCUMENT_SCHEMA,
+        "runtime": runtime_document(state, saved_by=saved_by),
+        "provenance": {
+            "capture_mode": "parser+runtime",
+            "comfyui": state.comfyui,
+            "plugin": state.plugin,
+            "environment": dict(sorted(state.environment.items())),
+        },
+    }
+
+
+def encode_document(doc: dict[str, Any]) -> str:
+    """The canonical text of a document (what goes into the image)."""
+    return canonical_json(doc).decode("utf-8")
+
+
+def save_nodes(events: list[AnyEvent], class_types: frozenset[str]) -> list[str]:
+    """Ids of the nodes of ``class_types`` that received inputs in this log, in run order."""
+    prompt = next((e.prompt for e in events if isinstance(e, RunStarted)), {})
+    return [
+        e.node_id
+        for e in events
+        if isinstance(e, NodeInputs) and (prompt.get(e.node_id) or {}).get("class_type") in class_types
+    ]

@@ -1,0 +1,242 @@
+"""Fold a run's events into its state, and the state into the runtime document.
+
+``project(state | None, events) -> state`` is pure: it never mutates the state it is given,
+so folding a prefix of a log and then the rest gives the same state as folding it all.
+``runtime_document`` turns a state into the JSON-ready block embedded in images; encoding it
+with ``canonical_json`` gives the same bytes live (in the save node) and on replay.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from ..events.schema import (
+    AnyEvent,
+    HookStats,
+    NodeCached,
+    NodeFinished,
+    NodeInputs,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
+
+DOCUMENT_SCHEMA = 1
+
+
+class NodeRecord(msgspec.Struct):
+    """What the run did with one node."""
+
+    node_id: str
+    class_type: str
+    order: int
+    status: str = "pending"  # running | executed | failed | interrupted | cached | pending
+    start_ns: int | None = None
+    end_ns: int | None = None
+    inputs: dict[str, list[Any]] | None = None
+    calls: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    display_id: str | None = None
+    parent_id: str | None = None
+
+
+class RunState(msgspec.Struct):
+    """Everything a log says about one run."""
+
+    prompt_id: str = ""
+    wall_ns: int = 0
+    t0_ns: int = 0
+    prompt: dict[str, Any] = msgspec.field(default_factory=dict)
+    workflow: Any = None
+    comfyui: str = ""
+    plugin: str = ""
+    environment: dict[str, str] = msgspec.field(default_factory=dict)
+    status: str = "running"
+    error_type: str | None = None
+    error_message: str | None = None
+    end_ns: int | None = None
+    nodes: dict[str, NodeRecord] = msgspec.field(default_factory=dict)
+    hook_calls: int = 0
+    hook_total_ns: int = 0
+    hook_max_ns: int = 0
+    events: int = 0
+
+    def copy(self) -> RunState:
+        """A copy that shares no mutable part with this state (the prompt is never mutated)."""
+        return msgspec.structs.replace(
+            self, nodes={k: msgspec.structs.replace(v) for k, v in self.nodes.items()}
+        )
+
+
+def project(state: RunState | None, events: Iterable[AnyEvent]) -> RunState:
+    """Apply ``events`` to (a copy of) ``state``."""
+    st = RunState() if state is None else state.copy()
+    nodes = st.nodes
+    count = 0
+    for event in events:
+        count += 1
+        match event:
+            case NodeInputs(node_id=nid, inputs=inputs, calls=calls):
+                rec = nodes.get(nid)
+                if rec is None:
+                    rec = nodes[nid] = NodeRecord(nid, "?", len(nodes))
+                rec.inputs = inputs
+                rec.calls = calls
+            case NodeStarted(node_id=nid, class_type=ct, t_ns=t):
+                rec = nodes.get(nid)
+                if rec is None or rec.status == "cached":
+                    # A node seen again (lazy re-entry) keeps its first position.
+                    order = rec.order if rec is not None else len(nodes)
+                    rec = nodes[nid] = NodeRecord(nid, ct, order)
+                rec.class_type = ct
+                rec.status = "running"
+                rec.start_ns = t
+                rec.display_id = event.display_id
+                rec.parent_id = event.parent_id
+            case NodeFinished(node_id=nid, t_ns=t, status=status):
+                rec = nodes.get(nid)
+                if rec is None:
+                    rec = nodes[nid] = NodeRecord(nid, _class_of(st.prompt, nid), len(nodes))
+                rec.status = status
+                rec.end_ns = t
+                rec.error_type = event.error_type
+                rec.error_message = event.error_message
+            case NodeCached(node_id=nid, class_type=ct):
+                if nid not in nodes:
+                    nodes[nid] = NodeRecord(nid, ct, len(nodes), status="cached")
+            case HookStats(calls=c, total_ns=tot, max_ns=mx):
+                st.hook_calls, st.hook_total_ns, st.hook_max_ns = c, tot, mx
+            case RunStarted():
+                st.prompt_id = event.prompt_id
+                st.wall_ns = event.wall_ns
+                st.t0_ns = event.t_ns
+                st.prompt = event.prompt
+                st.workflow = event.workflow
+                st.comfyui = event.comfyui
+                st.plugin = event.plugin
+                st.environment = event.environment
+            case RunFinished(t_ns=t, status=status):
+                st.status = status
+                st.end_ns = t
+                st.error_type = event.error_type
+                st.error_message = event.error_message
+    st.events += count
+    return st
+
+
+def _class_of(prompt: dict[str, Any], node_id: str) -> str:
+    node = prompt.get(node_id)
+    return str(node.get("class_type", "?")) if isinstance(node, dict) else "?"
+
+
+def ancestors(prompt: dict[str, Any], node_id: str) -> set[str]:
+    """Every node whose output reaches ``node_id`` through links in the prompt graph."""
+    seen: set[str] = set()
+    stack = [node_id]
+    while stack:
+        node = prompt.get(stack.pop())
+        if not isinstance(node, dict):
+            continue
+        for value in (node.get("inputs") or {}).values():
+            if _is_link(value):
+                src = str(value[0])
+                if src not in seen:
+                    seen.add(src)
+                    stack.append(src)
+    return seen
+
+
+def _is_link(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], (str, int))
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
+
+
+def _in_scope(rec: NodeRecord, scope: set[str] | None) -> bool:
+    if scope is None:
+        return True
+    # Ephemeral nodes from node expansion belong to the scope of the node they expand.
+    return rec.node_id in scope or (rec.parent_id is not None and rec.parent_id in scope)
+
+
+def _ns_to_ms(ns: int) -> float:
+    return round(ns / 1e6, 3)
+
+
+def runtime_document(state: RunState, saved_by: str | None = None) -> dict[str, Any]:
+    """The runtime block: nodes in execution order (ancestors of ``saved_by`` only) and timing."""
+    scope = ancestors(state.prompt, saved_by) if saved_by is not None else None
+    records = sorted((r for r in state.nodes.values() if _in_scope(r, scope)), key=lambda r: r.order)
+    nodes: list[dict[str, Any]] = []
+    by_class: dict[str, list[int]] = {}
+    executed_ns = 0
+    for rec in records:
+        item: dict[str, Any] = {"id": rec.node_id, "class_type": rec.class_type, "status": rec.status}
+        if rec.status == "cached":
+            item["cached"] = True
+        if rec.start_ns is not None and rec.end_ns is not None:
+            duration = rec.end_ns - rec.start_ns
+            item["duration_ms"] = _ns_to_ms(duration)
+            executed_ns += duration
+            by_class.setdefault(rec.class_type, []).append(duration)
+        if rec.calls is not None and rec.calls != 1:
+            item["calls"] = rec.calls
+        if rec.inputs is not None:
+            item["inputs"] = {k: (v[0] if len(v) == 1 else v) for k, v in sorted(rec.inputs.items())}
+        if rec.error_type or rec.error_message:
+            item["error"] = {"type": rec.error_type, "message": rec.error_message}
+        if rec.display_id is not None and rec.display_id != rec.node_id:
+            item["display_id"] = rec.display_id
+        if rec.parent_id is not None:
+            item["parent_id"] = rec.parent_id
+        nodes.append(item)
+    doc: dict[str, Any] = {
+        "schema": DOCUMENT_SCHEMA,
+        "prompt_id": state.prompt_id,
+        "started_at": _iso(state.wall_ns),
+        "status": state.status,
+        "comfyui": state.comfyui,
+        "plugin": state.plugin,
+        "nodes": nodes,
+        "timing": {
+            "executed_nodes": sum(1 for n in nodes if "duration_ms" in n),
+            "cached_nodes": sum(1 for n in nodes if n.get("cached")),
+            "node_time_ms": _ns_to_ms(executed_ns),
+            "by_class": {
+                ct: {"calls": len(ds), "total_ms": _ns_to_ms(sum(ds)), "max_ms": _ns_to_ms(max(ds))}
+                for ct, ds in sorted(by_class.items())
+            },
+        },
+    }
+    if saved_by is not None:
+        doc["saved_by"] = {"id": saved_by, "class_type": _class_of(state.prompt, saved_by)}
+    if state.end_ns is not None:
+        doc["timing"]["wall_ms"] = _ns_to_ms(state.end_ns - state.t0_ns)
+        doc["timing"]["hooks"] = {
+            "calls": state.hook_calls,
+            "total_ms": _ns_to_ms(state.hook_total_ns),
+            "max_ms": _ns_to_ms(state.hook_max_ns),
+        }
+    if state.error_type or state.error_message:
+        doc["error"] = {"type": state.error_type, "message": state.error_message}
+    return doc
+
+
+def _iso(wall_ns: int) -> str:
+    if not wall_ns:
+        return ""
+    return _dt.datetime.fromtimestamp(wall_ns / 1e9, tz=_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def canonical_json(doc: Any) -> bytes:
+    """The one encoding of a document: sorted keys, no spaces, UTF-8."""
+    return msgspec.json.encode(doc, order="sorted")

@@ -1,0 +1,80 @@
+"""The fold from events to the runtime document: pure, order-preserving, scoped, exact."""
+
+from __future__ import annotations
+
+import copy
+
+from runtime_metadata.events.log import MemoryLog, read_log
+from runtime_metadata.events.schema import NodeFinished, NodeStarted
+from runtime_metadata.projections.document import build_document, encode_document, events_for_save
+from runtime_metadata.projections.runtime import ancestors, canonical_json, project, runtime_document
+
+
+def test_nodes_come_out_in_run_order_with_inputs_durations_and_cached_flag(events):
+    doc = runtime_document(project(None, events))
+    assert [(n["id"], n["status"]) for n in doc["nodes"]] == [
+        ("3", "cached"),
+        ("1", "executed"),
+        ("2", "executed"),
+        ("4", "executed"),
+    ]
+    cached, math, empty, _ = doc["nodes"]
+    assert cached == {"id": "3", "class_type": "CheckpointLoaderSimple", "status": "cached", "cached": True}
+    assert math["inputs"] == {"a": 16, "b": 4, "op": "multiply"}
+    assert math["duration_ms"] == 0.001
+    assert empty["inputs"]["width"] == 64
+    assert empty["duration_ms"] == 1.0
+    assert doc["status"] == "success"
+    assert doc["timing"]["executed_nodes"] == 3
+    assert doc["timing"]["cached_nodes"] == 1
+    assert doc["timing"]["node_time_ms"] == 2.001
+    assert doc["timing"]["wall_ms"] == 2.099
+    assert doc["timing"]["hooks"] == {"calls": 9, "total_ms": 0.005, "max_ms": 0.001}
+    assert doc["timing"]["by_class"]["EmptyImage"] == {"calls": 1, "total_ms": 1.0, "max_ms": 1.0}
+
+
+def test_a_save_node_sees_only_its_own_ancestors(events):
+    assert ancestors(events[0].prompt, "4") == {"1", "2"}
+    doc = runtime_document(project(None, events), saved_by="4")
+    assert [n["id"] for n in doc["nodes"]] == ["1", "2"]
+    assert doc["saved_by"] == {"id": "4", "class_type": "SaveImageRuntimeMetadata"}
+
+
+def test_folding_never_mutates_the_state_it_is_given(events):
+    state = project(None, events[:6])
+    before = copy.deepcopy(state)
+    project(state, events[6:])
+    assert state == before
+
+
+def test_folding_any_prefix_then_the_rest_equals_folding_it_all(events):
+    whole = project(None, events)
+    for cut in range(len(events) + 1):
+        assert project(project(None, events[:cut]), events[cut:]) == whole, cut
+
+
+def test_a_failed_node_carries_its_error(events):
+    failing = events[:5] + [NodeStarted("2", "EmptyImage", 4_000), NodeFinished("2", 5_000, "failed", "ValueError", "bad size")]
+    doc = runtime_document(project(None, failing))
+    assert doc["nodes"][-1]["error"] == {"type": "ValueError", "message": "bad size"}
+    assert doc["nodes"][-1]["status"] == "failed"
+    assert doc["status"] == "running"
+
+
+def test_the_save_document_is_built_from_the_prefix_the_save_node_saw(events):
+    prefix = events_for_save(events, "4")
+    assert prefix == events[:10]
+    doc = build_document(events, "4")
+    assert doc["runtime"]["status"] == "running"
+    assert "hooks" not in doc["runtime"]["timing"]
+    assert doc["provenance"]["capture_mode"] == "parser+runtime"
+
+
+def test_the_document_encodes_identically_from_a_stored_log(events):
+    log = MemoryLog()
+    for event in events:
+        log.append(event)
+    live = encode_document(build_document(events, "4"))
+    replayed = encode_document(build_document(read_log(log.to_bytes()).events, "4"))
+    assert live == replayed
+    assert canonical_json({"b": 1, "a": {"d": 2, "c": 3}}) == b'{"a":{"c":3,"d":2},"b":1}'

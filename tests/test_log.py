@@ -1,0 +1,152 @@
+"""The event log: schema round trip, framing, and damage that loses only what is damaged.
+
+Written as a contract suite: every check runs against the in-memory log and the file log.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from runtime_metadata.errors import LogFormatError
+from runtime_metadata.events.log import (
+    FRAME_OVERHEAD,
+    HEADER_SIZE,
+    MAGIC,
+    FileLog,
+    MemoryLog,
+    read_log,
+    read_log_file,
+    write_log_file,
+)
+from runtime_metadata.events.schema import AnyEvent, NodeFinished, RunStarted
+
+
+@pytest.fixture(params=["memory", "file"])
+def make_log(request, tmp_path: Path):
+    """Build a log of either backend; ``stored()`` gives the bytes as a reader would see them."""
+
+    def factory():
+        if request.param == "memory":
+            log = MemoryLog()
+            return log, log.to_bytes
+        log = FileLog(tmp_path / "run.rtlog")
+
+        def stored() -> bytes:
+            log.close()
+            return (tmp_path / "run.rtlog").read_bytes()
+
+        return log, stored
+
+    return factory
+
+
+def test_every_event_type_round_trips_through_msgpack(events):
+    encoder = msgspec.msgpack.Encoder()
+    decoder = msgspec.msgpack.Decoder(AnyEvent)
+    for event in events:
+        assert decoder.decode(encoder.encode(event)) == event
+
+
+def test_events_are_frozen(events):
+    with pytest.raises(AttributeError):
+        events[0].prompt_id = "other"  # type: ignore[misc]
+
+
+def test_a_log_reads_back_exactly_what_was_appended(make_log, events):
+    log, stored = make_log()
+    for event in events:
+        log.append(event)
+    result = read_log(stored())
+    assert result.ok
+    assert result.events == events
+    assert result.version == 1
+
+
+def test_the_header_carries_magic_and_version(make_log):
+    log, stored = make_log()
+    data = stored()
+    assert data[:8] == MAGIC
+    assert len(data) == HEADER_SIZE
+    assert read_log(data).events == []
+
+
+def test_a_torn_tail_loses_only_the_last_frame_and_says_so(make_log, events):
+    log, stored = make_log()
+    for event in events:
+        log.append(event)
+    data = stored()
+    result = read_log(data[:-3])
+    assert result.events == events[:-1]
+    assert len(result.damage) == 1
+    assert "truncated" in result.damage[0].reason
+
+
+def test_a_flipped_bit_loses_only_the_damaged_frame(make_log, events):
+    log, stored = make_log()
+    for event in events:
+        log.append(event)
+    data = bytearray(stored())
+    # Find the 5th frame and flip a bit in its payload.
+    offset = HEADER_SIZE
+    for _ in range(4):
+        length = int.from_bytes(data[offset : offset + 4], "little")
+        offset += FRAME_OVERHEAD + length
+    data[offset + FRAME_OVERHEAD + 1] ^= 0x10
+    result = read_log(bytes(data))
+    assert result.events == events[:4] + events[5:]
+    assert [d.reason for d in result.damage] == ["checksum mismatch"]
+    assert result.damage[0].offset == offset
+
+
+def test_a_damaged_length_prefix_resynchronises_on_the_next_frame(events):
+    log = MemoryLog()
+    for event in events:
+        log.append(event)
+    data = bytearray(log.to_bytes())
+    data[HEADER_SIZE + 2] = 0x7F  # the first frame's length becomes huge
+    result = read_log(bytes(data))
+    assert result.events == events[1:]
+    assert len(result.damage) == 1
+
+
+def test_not_a_log_is_a_clear_error():
+    with pytest.raises(LogFormatError, match="bad magic"):
+        read_log(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    with pytest.raises(LogFormatError, match="shorter than its header"):
+        read_log(b"")
+
+
+def test_a_newer_schema_is_refused_with_its_version():
+    data = bytearray(MemoryLog().to_bytes())
+    data[8] = 99
+    with pytest.raises(LogFormatError, match="99"):
+        read_log(bytes(data))
+
+
+def test_file_log_flushes_so_a_crash_keeps_what_was_flushed(tmp_path: Path, events):
+    path = tmp_path / "crash.rtlog"
+    log = FileLog(path)
+    for event in events[:5]:
+        log.append(event)
+    log.flush()
+    for event in events[5:]:
+        log.append(event)  # never flushed: the process "dies" here
+    assert read_log_file(path).events == events[:5]
+    log.close()
+
+
+def test_write_log_file_round_trip(tmp_path: Path, events):
+    path = tmp_path / "x.rtlog"
+    write_log_file(path, events)
+    assert read_log_file(path).events == events
+
+
+def test_schema_evolution_old_frames_decode_with_new_defaults():
+    """A RunStarted written before `environment` existed decodes with the default."""
+    old = msgspec.msgpack.encode(["RunStarted", "p", 1, 2, {}, None, "c", "v"])
+    event = msgspec.msgpack.decode(old, type=AnyEvent)
+    assert isinstance(event, RunStarted) and event.environment == {}
+    assert isinstance(msgspec.msgpack.decode(msgspec.msgpack.encode(NodeFinished("1", 5, "executed")), type=AnyEvent), NodeFinished)

@@ -1,0 +1,1 @@
+"""Bytes out: image metadata chunks, sidecars, atomic writes."""
