@@ -129,7 +129,7 @@ class RunHook(Hook):
             token = current_run.set(rec)
             return rec, token, args[0] if args else None
         except Exception as exc:  # noqa: BLE001 - capture must never break the run
-            fault("run start", exc)
+            fault("run: start", exc)
             return None
 
     def end(self, ctx: Any, result: Any, exc: BaseException | None) -> None:
@@ -148,7 +148,7 @@ class RunHook(Hook):
             if report is not None:
                 report(rec)
         except Exception as exc2:  # noqa: BLE001
-            fault("run end", exc2)
+            fault("run: end", exc2)
 
 
 def _run_outcome(executor: Any, exc: BaseException | None) -> tuple[str, str | None, str | None]:
@@ -184,7 +184,7 @@ class MessageHook(Hook):
                     rec.append(NodeCached(nid, rec.class_type(nid), t0))
                 rec.charge(t0)
         except Exception as exc:  # noqa: BLE001
-            fault("cached-node message", exc)
+            fault("message: cached nodes", exc)
         return None
 
     def end(self, ctx: Any, result: Any, exc: BaseException | None) -> None:
@@ -204,7 +204,7 @@ class NodeHook(Hook):
             node_id = str(_arg(args, kwargs, self.index["current_item"], "current_item"))
             return rec, node_id, current_node.set(node_id)
         except Exception as exc:  # noqa: BLE001
-            fault("node start", exc)
+            fault("node: start", exc)
             return None
 
     def end(self, ctx: Any, result: Any, exc: BaseException | None) -> None:
@@ -236,7 +236,7 @@ class NodeHook(Hook):
                     )
             rec.charge(t0)
         except Exception as exc2:  # noqa: BLE001
-            fault("node end", exc2)
+            fault("node: end", exc2)
 
 
 def _is_failure(flag: Any) -> bool:
@@ -281,7 +281,7 @@ class CallHook(Hook):
             rec.charge(t0)
             return rec, node_id
         except Exception as exc:  # noqa: BLE001
-            fault("node inputs", exc)
+            fault("call: inputs", exc)
             return None
 
     def end(self, ctx: Any, result: Any, exc: BaseException | None) -> None:
@@ -294,7 +294,7 @@ class CallHook(Hook):
                 rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, str(exc)[:2000]))
             rec.charge(t0)
         except Exception as exc2:  # noqa: BLE001
-            fault("node end", exc2)
+            fault("call: end", exc2)
 
 
 _hidden_cache: dict[type, tuple[frozenset[str], frozenset[str]]] = {}
@@ -481,6 +481,15 @@ def install(execution: Any, comfyui_version: str = "") -> CaptureStatus:
     if skipped:
         log.warning("[runtime-metadata] capture installed without: %s", "; ".join(skipped))
     return STATUS
+
+
+def reset() -> None:
+    """Uninstall and forget an earlier fault, as if the process had just started."""
+    uninstall()
+    STATUS.disabled_reason = None
+    STATUS.skipped = []
+    STATUS.generation = "not installed"
+    STATUS.runs_captured = 0
 
 
 def uninstall() -> None:

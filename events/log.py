@@ -5,8 +5,8 @@ Layout::
     header  = MAGIC (8 bytes) | schema version (u16 LE) | reserved (u16)
     frame   = payload length (u32 LE) | crc32(payload) (u32 LE) | payload (msgpack event)
 
-Appending is the hot path (it runs for every node of every run), so it encodes straight
-into the log's buffer with one reused encoder. Reading never raises on damage: a frame that
+Appending is the hot path (it runs for every node of every run): one reused encoder, one
+checksum, two in-place extends of the log's buffer. Reading never raises on damage: a frame that
 fails its checksum is skipped (the reader resynchronises on the next valid frame) and a torn
 tail is reported, so a damaged log loses only its damaged frames.
 """
@@ -51,13 +51,13 @@ class MemoryLog:
         self.count = 0
 
     def append(self, event: AnyEvent) -> None:
-        """Encode ``event`` into the buffer as one frame."""
+        """Encode ``event`` and add it to the buffer as one frame."""
+        # Measured: encoding to bytes then two in-place extends beats encode_into plus a
+        # checksum over a slice of the buffer (which has to copy or pin a memoryview).
+        payload = self._encoder.encode(event)
         buf = self._buf
-        start = len(buf)
-        buf.extend(b"\0\0\0\0\0\0\0\0")
-        self._encoder.encode_into(event, buf, start + FRAME_OVERHEAD)
-        payload = bytes(buf[start + FRAME_OVERHEAD :])
-        _FRAME.pack_into(buf, start, len(payload), zlib.crc32(payload))
+        buf += _FRAME.pack(len(payload), zlib.crc32(payload))
+        buf += payload
         self.count += 1
 
     def to_bytes(self) -> bytes:

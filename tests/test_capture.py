@@ -1,0 +1,289 @@
+"""Capture on the March-2024 executor's call sequence: what is recorded, and what never breaks.
+
+The executor under test is ``tests/executors/march2024.py`` (ComfyUI's real signatures); the
+same behaviours are checked against a real ComfyUI server in ``tests/integration``.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import logging
+import sys
+import tracemalloc
+import weakref
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from runtime_metadata import capture
+from runtime_metadata.capture import hooks
+from runtime_metadata.capture.summary import REDACTED
+from runtime_metadata.events.log import read_log
+from runtime_metadata.events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, RunFinished
+from runtime_metadata.projections.runtime import project, runtime_document
+
+from .executors import testnodes
+
+EXECUTORS = Path(__file__).parent / "executors"
+
+
+def load_executor(name: str = "march2024") -> ModuleType:
+    """A fresh copy of a test executor module, so each test patches its own."""
+    spec = importlib.util.spec_from_file_location(f"execution_{name}_{id(object())}", EXECUTORS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.NODE_CLASS_MAPPINGS.update(testnodes.MAPPINGS)
+    return module
+
+
+@pytest.fixture
+def execution(monkeypatch):
+    monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
+    monkeypatch.setenv("AAA_METADATA_CONFIG", "/nonexistent/config.json")
+    hooks.reset()
+    module = load_executor()
+    hooks.install(module, "test")
+    testnodes.Sink.calls.clear()
+    yield module
+    hooks.reset()
+
+
+CHAIN = {
+    "1": {"class_type": "IntConst", "inputs": {"value": 16}},
+    "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": 48}},
+    "3": {"class_type": "MakeImage", "inputs": {"width": ["2", 0], "seed": 7}},
+    "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}},
+}
+
+
+def run(execution, prompt, prompt_id="p1", outputs=("4",), executor=None):
+    executor = executor or execution.PromptExecutor()
+    executor.execute(prompt, prompt_id, {"extra_pnginfo": {"workflow": {"nodes": []}}}, list(outputs))
+    return executor
+
+
+def events_of(prompt_id):
+    return read_log(hooks.STORE.get(prompt_id)).events
+
+
+def test_the_install_finds_all_four_wrap_points_of_the_2024_executor(execution):
+    assert hooks.STATUS.skipped == []
+    assert [i.split(":")[0] for i in hooks.STATUS.installed] == ["run", "message", "node", "call"]
+    assert "recursive_execute" in hooks.STATUS.generation
+
+
+def test_executed_nodes_are_recorded_in_order_with_resolved_values(execution):
+    run(execution, CHAIN)
+    events = events_of("p1")
+    started = [e.node_id for e in events if isinstance(e, NodeStarted)]
+    assert started == ["1", "2", "3", "4"]
+    inputs = {e.node_id: e.inputs for e in events if isinstance(e, NodeInputs)}
+    assert inputs["2"] == {"a": [16], "b": [48]}
+    assert inputs["3"] == {"width": [64], "seed": [7]}  # 64 exists only at run time
+    tensor_type = f"{testnodes.Tensorish.__module__}.Tensorish"
+    assert inputs["4"]["value"] == [{"type": tensor_type, "shape": [1, 8, 64, 3], "dtype": "torch.float32"}]
+    assert "prompt" not in inputs["4"]  # hidden PROMPT is never copied into events
+    assert inputs["4"]["unique_id"] == ["4"]
+    assert [e.status for e in events if isinstance(e, NodeFinished)] == ["executed"] * 4
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "success"
+
+
+def test_a_second_identical_run_marks_cached_nodes_and_each_run_sees_only_itself(execution):
+    executor = run(execution, CHAIN, "first")
+    prompt2 = {**CHAIN, "3": {"class_type": "MakeImage", "inputs": {"width": ["2", 0], "seed": 8}}}
+    run(execution, prompt2, "second", executor=executor)
+    doc = runtime_document(project(None, events_of("second")))
+    assert [(n["id"], n["status"]) for n in doc["nodes"]] == [
+        ("1", "cached"),
+        ("2", "cached"),
+        ("3", "executed"),
+        ("4", "executed"),
+    ]
+    assert "duration_ms" not in doc["nodes"][0]
+    first = runtime_document(project(None, events_of("first")))
+    assert first["prompt_id"] == "first" and first["timing"]["cached_nodes"] == 0
+
+
+def test_a_failing_node_is_recorded_and_the_run_closed_as_error(execution):
+    prompt = {"1": {"class_type": "IntConst", "inputs": {"value": 3}}, "2": {"class_type": "Fail", "inputs": {"value": ["1", 0]}}}
+    executor = run(execution, prompt, outputs=("2",))
+    assert executor.success is False
+    events = events_of("p1")
+    failed = [e for e in events if isinstance(e, NodeFinished) and e.node_id == "2"]
+    assert failed == [NodeFinished("2", failed[0].t_ns, "failed", "ValueError", "cannot handle 3")]
+    assert events[-1].status == "error" and events[-1].error_message == "cannot handle 3"
+    assert capture.current_run.get() is None
+
+
+def test_an_interrupted_run_is_marked_interrupted(execution, monkeypatch):
+    def interrupt(self, a, b):
+        raise execution.InterruptProcessingException()
+
+    monkeypatch.setattr(testnodes.Add, "run", interrupt)
+    run(execution, CHAIN)
+    events = events_of("p1")
+    assert [e.status for e in events if isinstance(e, NodeFinished) and e.node_id == "2"] == ["interrupted"]
+    assert events[-1].status == "interrupted"
+
+
+def test_batch_lists_record_each_calls_own_value(execution):
+    prompt = {
+        "1": {"class_type": "SeedList", "inputs": {"start": 100, "count": 3}},
+        "2": {"class_type": "MakeImage", "inputs": {"width": 8, "seed": ["1", 0]}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+        "4": {"class_type": "SumList", "inputs": {"values": ["1", 0]}},
+        "5": {"class_type": "Sink", "inputs": {"value": ["4", 0]}},
+    }
+    run(execution, prompt, outputs=("3", "5"))
+    inputs = {e.node_id: e for e in events_of("p1") if isinstance(e, NodeInputs)}
+    assert inputs["2"].inputs["seed"] == [100, 101, 102]
+    assert inputs["2"].inputs["width"] == [8]
+    assert inputs["2"].calls == 3
+    assert inputs["4"].inputs["values"] == [100, 101, 102]
+    assert inputs["4"].calls == 1  # INPUT_IS_LIST: one call with the whole list
+    assert testnodes.Sink.calls[-1] == 303
+
+
+def test_secrets_never_reach_an_event(execution):
+    prompt = {
+        "1": {"class_type": "ApiNode", "inputs": {"api_key": "sk-live-123", "size": 5}},
+        "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+    }
+    run(execution, prompt, outputs=("2",))
+    data = hooks.STORE.get("p1")
+    inputs = {e.node_id: e.inputs for e in read_log(data).events if isinstance(e, NodeInputs)}
+    assert inputs["1"]["api_key"] == [REDACTED]
+    assert inputs["1"]["size"] == [5]
+    # The prompt itself is kept in RunStarted (it is what ComfyUI embeds in every PNG) ...
+    # ... but the resolved-input events never carry the key.
+    assert all(b"sk-live-123" not in bytes(str(e), "utf8") for e in read_log(data).events if isinstance(e, NodeInputs))
+
+
+def test_capture_changes_nothing_comfyui_returns(execution):
+    with_capture = run(execution, CHAIN, "on")
+    on = (with_capture.outputs["2"], with_capture.outputs_ui, with_capture.status_messages[1:])
+    hooks.reset()
+    plain = load_executor()
+    without = run(plain, CHAIN, "on")
+    off = (without.outputs["2"], without.outputs_ui, without.status_messages[1:])
+    assert on == off
+
+
+def test_values_are_summaries_that_keep_nothing_alive(execution):
+    # MakeImage's output object was summarised at call time; once ComfyUI lets go of it,
+    # nothing of capture's may keep it alive.
+    executor = run(execution, CHAIN)
+    testnodes.Sink.calls.clear()
+    image = executor.outputs["3"][0][0]
+    ref = weakref.ref(image)
+    del image, executor
+    gc.collect()
+    assert hooks.STORE.get("p1") is not None
+    assert ref() is None
+
+
+FAULTS = {
+    "run": ("Recorder", "__init__"),
+    "message": ("NodeCached", None),
+    "node": ("current_node", None),
+    "call": ("summarize_inputs", None),
+}
+
+
+@pytest.mark.parametrize("point", sorted(FAULTS))
+def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_off(execution, monkeypatch, caplog, point):
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"injected fault at {point}")
+
+    executor = run(execution, CHAIN, "warm")  # a normal run first, so the next one has cached nodes
+    if point == "run":
+        monkeypatch.setattr(hooks, "Recorder", boom)
+    elif point == "message":
+        monkeypatch.setattr(hooks, "NodeCached", boom)
+    elif point == "node":
+        class BadVar:
+            def set(self, value):
+                raise RuntimeError("injected fault at node")
+
+            def get(self):
+                return None
+
+        monkeypatch.setattr(hooks, "current_node", BadVar())
+    else:
+        monkeypatch.setattr(hooks, "summarize_inputs", boom)
+    prompt2 = {**CHAIN, "3": {"class_type": "MakeImage", "inputs": {"width": ["2", 0], "seed": 99}}}
+    with caplog.at_level(logging.ERROR, logger="runtime_metadata"):
+        run(execution, prompt2, "faulty", executor=executor)
+        run(execution, {**prompt2, "1": {"class_type": "IntConst", "inputs": {"value": 1}}}, "after", executor=executor)
+    assert executor.success is True
+    assert testnodes.Sink.calls[-1].shape == (1, 8, 49, 3)  # the later run computed 1+48 as usual
+    assert hooks.STATUS.active is False
+    assert hooks.STATUS.disabled_reason.startswith(point + ":")
+    assert f"injected fault at {point}" in hooks.STATUS.disabled_reason
+    assert sum("capture switched off" in r.getMessage() for r in caplog.records) == 1
+    assert hooks.STORE.get("after") is None  # capture stayed off for the rest of the process
+
+
+def outer_wrapper(func, calls):
+    def wrapper(*args, **kwargs):
+        calls.append(func.__name__)
+        return func(*args, **kwargs)
+
+    wrapper.__wrapped__ = func
+    return wrapper
+
+
+@pytest.mark.parametrize("order", ["theirs first", "ours first"])
+def test_another_pack_wrapping_the_same_functions_keeps_working(monkeypatch, order):
+    monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
+    hooks.reset()
+    module = load_executor()
+    theirs: list[str] = []
+
+    def wrap_theirs():
+        module.get_output_data = outer_wrapper(module.get_output_data, theirs)
+        module.recursive_execute = outer_wrapper(module.recursive_execute, theirs)
+
+    if order == "theirs first":
+        wrap_theirs()
+        hooks.install(module, "test")
+    else:
+        hooks.install(module, "test")
+        wrap_theirs()
+    try:
+        run(module, CHAIN)
+        assert theirs.count("get_output_data") == 4
+        assert len([e for e in events_of("p1") if isinstance(e, NodeInputs)]) == 4
+        hooks.install(module, "test")  # a second install does nothing
+        run(module, CHAIN, "p2", executor=None)
+        assert len([e for e in events_of("p2") if isinstance(e, NodeInputs)]) == 4
+        assert theirs.count("get_output_data") == 8
+        hooks.uninstall()
+        if order == "theirs first":
+            assert not hooks.is_ours(module.get_output_data)  # original (their wrapper) restored
+        run(module, CHAIN, "p3", executor=None)
+        assert hooks.STORE.get("p3") is None  # ours is gone or pass-through
+        assert theirs.count("get_output_data") == 12  # theirs still runs
+    finally:
+        hooks.reset()
+
+
+def test_finished_runs_are_bounded_and_memory_stays_flat(execution, monkeypatch):
+    monkeypatch.setenv("AAA_METADATA_MAX_RUNS", "16")
+    executor = execution.PromptExecutor()
+    small = {"1": {"class_type": "IntConst", "inputs": {"value": 1}}, "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}}
+    for i in range(500):
+        run(execution, {**small, "1": {"class_type": "IntConst", "inputs": {"value": i}}}, f"w{i}", ("2",), executor)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for i in range(10_000):
+        run(execution, {**small, "1": {"class_type": "IntConst", "inputs": {"value": i}}}, f"r{i}", ("2",), executor)
+        testnodes.Sink.calls.clear()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    growth = sum(s.size_diff for s in after.compare_to(before, "filename") if "runtime_metadata" in str(s.traceback) or "main" in str(s.traceback))
+    assert len(hooks.STORE) == 16
+    assert hooks.STORE.ids()[-1] == "r9999"
+    assert growth < 256 * 1024, growth
