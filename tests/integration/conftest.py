@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,12 +9,8 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the plugin package itself
-# The harness is stdlib-only and lives at the repo root; import it as a top-level package so
-# these tests work whether or not the plugin is pip-installed.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-from harness import ComfyServer, Installation, ensure_comfyui  # noqa: E402
+from runtime_metadata.harness import ComfyServer, Installation, ensure_comfyui
 
 StartComfy = Callable[..., ComfyServer]
 
@@ -30,7 +25,7 @@ def comfy_installation() -> Installation:
 def start_comfy(
     comfy_installation: Installation, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StartComfy]:
-    """Return start(env=None, **ComfyServer kwargs) -> started ComfyServer; all are stopped at session end."""
+    """Return start(env=None, **ComfyServer kwargs) -> a started server; all stop at session end."""
     servers: list[ComfyServer] = []
 
     def start(env: dict[str, str] | None = None, **kwargs: Any) -> ComfyServer:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from harness import ComfyServer
+from runtime_metadata.harness import ComfyServer
 
 
 def test_empty_image_is_saved_with_prompt_metadata(

@@ -1,0 +1,35 @@
+"""Provision a CPU-only ComfyUI and drive a headless server with the plugin loaded (stdlib only)."""
+
+from __future__ import annotations
+
+from .provision import (
+    LABEL,
+    PLUGIN_RUNTIME_DEPS,
+    Installation,
+    ProvisionError,
+    default_cache_dir,
+    ensure_comfyui,
+)
+from .server import (
+    ComfyServer,
+    ComfyServerError,
+    ComfyStartupError,
+    PromptRejected,
+    PromptTimeout,
+    free_port,
+)
+
+__all__ = [
+    "LABEL",
+    "PLUGIN_RUNTIME_DEPS",
+    "ComfyServer",
+    "ComfyServerError",
+    "ComfyStartupError",
+    "Installation",
+    "PromptRejected",
+    "PromptTimeout",
+    "ProvisionError",
+    "default_cache_dir",
+    "ensure_comfyui",
+    "free_port",
+]
