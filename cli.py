@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def summarize_document(doc: dict[str, Any], prompt: dict[str, Any] | None = None
         for name, value in (node.get("inputs") or {}).items():
             linked = static.get(name)
             note = ""
-            if isinstance(linked, list) and len(linked) == 2:
+            if isinstance(linked, list) and len(linked) == 2 and not isinstance(value, (dict, list)):
                 note = f"   <- computed at run time by node {linked[0]} (the prompt only has a link)"
             lines.append(f"      {name} = {_short(value)}{note}")
         if "error" in node:
@@ -143,32 +144,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     install = ensure_comfyui(comfyui_path=args.comfyui, log=lambda m: _print(f"[demo] {m}"))
     _print(f"[demo] ComfyUI: {install.label} at {install.root}")
     prompt, workflow = _load_example()
-    workdir = Path(args.workdir) if args.workdir else None
-    env = {"AAA_METADATA_ENABLE_HOOKS": "1"}
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="runtime-metadata-demo-")).resolve()
+    logs = workdir / "runtime-logs"
+    env = {"AAA_METADATA_ENABLE_HOOKS": "1", "AAA_METADATA_LOG_DIR": str(logs)}
     with ComfyServer(install, PACKAGE_DIR, env=env, workdir=workdir) as server:
-        env_logs = server.workdir / "runtime-logs"
-        _print(f"[demo] server up at {server.url}; queueing the example workflow")
-        entry = server.run(prompt, extra_data={"extra_pnginfo": {"workflow": workflow}})
-        images = [
-            server.output_dir / img.get("subfolder", "") / img["filename"]
-            for out in entry.get("outputs", {}).values()
-            for img in out.get("images", [])
-        ]
-        del env_logs
+        _print(f"[demo] server up at {server.url} in {server.startup_seconds:.1f} s; queueing the example workflow")
+        prompt_id = server.queue(prompt, extra_data={"extra_pnginfo": {"workflow": workflow}})
+        entry = server.wait(prompt_id)
+        output_dir = server.output_dir
+    images = [
+        output_dir / img.get("subfolder", "") / img["filename"]
+        for out in entry.get("outputs", {}).values()
+        for img in out.get("images", [])
+    ]
     if not images:
-        _print("[demo] the run saved no image; server log:\n" + server.log_text()[-3000:])
+        _print(f"[demo] the run saved no image (status: {entry.get('status')}); server log: {server.log_path}")
         return 1
     image = images[0]
     _print(f"\nsaved image: {image}\n")
     chunks = read_text_chunks(image)
     text = chunks.get(DOCUMENT_KEY)
     if text is None:
-        _print("the image has no runtime metadata: capture did not run (see the server log)")
+        _print(f"the image has no runtime metadata: capture did not run (server log: {server.log_path})")
         return 1
     _print(summarize_document(json.loads(text), json.loads(chunks["prompt"])))
-    _print(f"\nPNG chunks: {', '.join(chunks)}   ({time.monotonic() - started:.1f} s in all)")
-    _print(f"see it again with: runtime-metadata inspect {image}")
-    return 0
+    _print(f"\nPNG chunks: {', '.join(chunks)}")
+    log_file = logs / f"{prompt_id}.rtlog"
+    check = cmd_replay(argparse.Namespace(log=str(log_file), check=str(image), node=None, json=False))
+    _print(f"\n{time.monotonic() - started:.1f} s in all. Try:")
+    _print(f"  runtime-metadata inspect {image}")
+    _print(f"  runtime-metadata replay {log_file} --check {image}")
+    return check
 
 
 def build_parser() -> argparse.ArgumentParser:
