@@ -1,0 +1,66 @@
+"""Load a real ComfyUI in-process (CPU) and this plugin beside it, for whole-run benchmarks.
+
+Runs under ComfyUI's own Python (``scripts/test`` passes it), with ``COMFYUI_PATH`` naming the
+ComfyUI folder. The plugin is imported from this checkout as the package ``runtime_metadata``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+PLUGIN_DIR = Path(__file__).resolve().parents[2]
+
+
+def _load_plugin() -> ModuleType:
+    if "runtime_metadata" in sys.modules:
+        return sys.modules["runtime_metadata"]
+    spec = importlib.util.spec_from_file_location(
+        "runtime_metadata", PLUGIN_DIR / "__init__.py", submodule_search_locations=[str(PLUGIN_DIR)]
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["runtime_metadata"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Server:
+    """What PromptExecutor needs of ComfyUI's PromptServer when no client is connected."""
+
+    client_id = None
+    last_node_id = None
+
+    def send_sync(self, event: str, data: Any, sid: Any = None) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def comfy() -> Any:
+    root = os.environ.get("COMFYUI_PATH")
+    if not root:
+        pytest.fail("set COMFYUI_PATH to the ComfyUI folder (scripts/test does)")
+    sys.path.insert(0, root)
+    os.chdir(root)
+    import comfy.cli_args  # noqa: PLC0415 - ComfyUI must be on sys.path first
+
+    comfy.cli_args.args.cpu = True
+    import execution  # noqa: PLC0415
+    import nodes  # noqa: PLC0415
+
+    plugin = _load_plugin()
+    nodes.NODE_CLASS_MAPPINGS.update(plugin.NODE_CLASS_MAPPINGS)
+
+    class Comfy:
+        pass
+
+    c = Comfy()
+    c.execution, c.nodes, c.plugin = execution, nodes, plugin
+    c.executor = execution.PromptExecutor(_Server())
+    return c
