@@ -17,9 +17,15 @@ def _install_hooks() -> None:
 
     if "execution" not in sys.modules:  # not inside ComfyUI: never touch anything
         return
-    from .capture import install_into_comfyui
+    from .capture import comfy, install_into_comfyui, status_report
 
     install_into_comfyui()
+    try:
+        comfy.register_status_route(status_report)
+    except Exception:  # noqa: BLE001 - a status page is never worth a failed start
+        import logging
+
+        logging.getLogger("runtime_metadata").warning("[runtime-metadata] status route not registered", exc_info=True)
 
 
 _install_hooks()

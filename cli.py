@@ -123,10 +123,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from . import config
 
+    if args.url:
+        import urllib.request
+
+        url = args.url.rstrip("/") + "/runtime_metadata/status"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - user-given local URL
+                report = json.load(response)
+        except OSError as exc:
+            _print(f"cannot reach {url}: {exc} (is ComfyUI running with this plugin loaded?)")
+            return 2
+        cap = report["capture"]
+        _print(f"plugin {report['plugin']} in {cap['generation']}")
+        state = "ON" if cap["active"] else "OFF"
+        why = cap["disabled_reason"] or ("" if cap["active"] else "hooks not enabled in the configuration")
+        _print(f"capture: {state}{' - ' + why if why else ''}; runs captured: {cap['runs_captured']}")
+        for item in cap["installed"]:
+            _print(f"  wrapped  {item}")
+        for item in cap["skipped"]:
+            _print(f"  skipped  {item}")
+        _print(f"config file: {report['config_file']}")
+        for key, value in report["config"].items():
+            _print(f"  {key} = {value!r}")
+        return 0 if cap["active"] or not cap["disabled_reason"] else 1
     cfg = config.get()
     _print(f"config file: {config.config_path()} ({'present' if config.config_path().exists() else 'absent'})")
     for key, value in dataclasses.asdict(cfg).items():
         _print(f"  {key} = {value!r}")
+    _print("(add --url http://127.0.0.1:8188 to ask a running ComfyUI what capture is doing)")
     return 0
 
 
@@ -195,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--node", help="the save node whose document to rebuild (default: every one)")
     replay.add_argument("--check", metavar="IMAGE", help="verify the image's document is rebuilt byte for byte")
     replay.set_defaults(func=cmd_replay)
-    doctor = sub.add_parser("doctor", help="show the configuration in force")
+    doctor = sub.add_parser("doctor", help="show the configuration, or a running ComfyUI's capture status")
+    doctor.add_argument("--url", help="ComfyUI's address, e.g. http://127.0.0.1:8188")
     doctor.set_defaults(func=cmd_doctor)
     return parser
 

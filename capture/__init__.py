@@ -75,6 +75,19 @@ def install_into_comfyui(force: bool = False) -> CaptureStatus:
         return STATUS
 
 
+def status_report() -> dict[str, Any]:
+    """What capture is doing and why, for ``doctor`` and the status route."""
+    import dataclasses
+
+    return {
+        "plugin": __version__,
+        "capture": dataclasses.asdict(STATUS),
+        "config": dataclasses.asdict(config.get()),
+        "config_file": str(config.config_path()),
+        "runs_kept": STORE.ids()[-5:],
+    }
+
+
 def run_log(prompt_id: str) -> bytes | None:
     """The log of a run: the live one if it is executing in this context, else a kept one."""
     rec = current_run.get()

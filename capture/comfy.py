@@ -64,3 +64,22 @@ def environment() -> dict[str, str]:
         "python": sys.version.split()[0],
         "torch": str(getattr(torch, "__version__", "not loaded")),
     }
+
+
+STATUS_ROUTE = "/runtime_metadata/status"
+
+
+def register_status_route(status: Any) -> bool:
+    """Serve ``status()`` as JSON at ``STATUS_ROUTE`` on ComfyUI's server; False if impossible."""
+    server = sys.modules.get("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    routes = getattr(instance, "routes", None)
+    if routes is None:
+        return False
+    from aiohttp import web
+
+    @routes.get(STATUS_ROUTE)
+    async def _status(request: Any) -> Any:
+        return web.json_response(status())
+
+    return True

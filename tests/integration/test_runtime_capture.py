@@ -163,3 +163,11 @@ def test_with_capture_off_comfyui_saves_the_same_image_without_runtime_metadata(
     with Image.open(with_capture) as a, Image.open(without) as b:
         assert a.tobytes() == b.tobytes()
     assert "capture installed" not in plain.log_text()
+
+
+def test_doctor_reports_what_the_running_comfyui_captures(server: ComfyServer, capsys) -> None:
+    assert cli_main(["doctor", "--url", server.url]) == 0
+    out = capsys.readouterr().out
+    assert "capture: ON" in out
+    assert "wrapped  run: PromptExecutor.execute" in out
+    assert "wrapped  call: execution.get_output_data" in out
