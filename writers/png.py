@@ -8,12 +8,16 @@ language tag (a language tag renames the key for some readers).
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+
+from .containers import walk_png
 
 #: The key of the plugin's own chunk.
 DOCUMENT_KEY = "runtime_metadata"
@@ -73,8 +77,16 @@ def write_png(image: Image.Image, target: str | BinaryIO, chunks: list[TextChunk
     image.save(target, format="PNG", pnginfo=info, compress_level=COMPRESS_LEVEL)
 
 
-def read_text_chunks(source: str | BinaryIO) -> dict[str, str]:
-    """Every text chunk of a PNG by key (tEXt, zTXt and iTXt alike)."""
-    with Image.open(source) as img:
-        img.load()
-        return {str(k): str(v) for k, v in getattr(img, "text", {}).items()}
+def read_text_chunks(source: str | os.PathLike[str] | BinaryIO) -> dict[str, str]:
+    """Every readable text chunk of a PNG by key (tEXt, zTXt and iTXt alike; first one wins)."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as fh:
+            return read_text_chunks(fh)
+    start = source.tell()
+    size = source.seek(0, io.SEEK_END) - start
+    source.seek(start)
+    texts: dict[str, str] = {}
+    # The walker, not Pillow: one oversized or damaged chunk must not hide the others.
+    for chunk in walk_png(source, size).texts:
+        texts.setdefault(chunk.key, chunk.text)
+    return texts
