@@ -9,13 +9,19 @@ from typing import Any
 from . import capture, config
 from .capture import comfy
 from .events.log import read_log
-from .projections.document import build_document, encode_document
-from .writers.png import png_chunks, write_png
+from .projections.document import build_document, parser_document
+from .projections.reconcile import format_disagreement
+from .version import __version__
+from .writers import hashes
+from .writers.a1111 import parameters as a1111_parameters
+from .writers.save import FORMATS, save_image
 
 log = logging.getLogger("runtime_metadata")
 
 SAVE_NODE = "SaveImageRuntimeMetadata"
 CAPTURE_CHOICES = ["auto", "on", "off"]
+#: Generation fields that name model files, and the ComfyUI folder each lives in.
+_MODEL_KINDS = {"model": "checkpoints", "vae": "vae"}
 
 
 def _to_pil(image: Any) -> Any:
@@ -27,13 +33,49 @@ def _to_pil(image: Any) -> Any:
     return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
 
 
-def runtime_document_text(unique_id: str | None, prompt_id: str | None) -> str | None:
-    """The embedded document for this save node, from its own run's log; None if none."""
-    rec = capture.live_run()
-    if rec is None or unique_id is None:
+def build_save_document(prompt: Any, unique_id: str, capture_choice: str) -> dict[str, Any]:
+    """This save node's document: from its own run's log when captured, else the static parse."""
+    rec = capture.live_run() if capture_choice != "off" else None
+    if rec is not None:
+        return build_document(read_log(rec.snapshot()).events, unique_id)
+    return parser_document(prompt if isinstance(prompt, dict) else {}, unique_id, comfy.environment(), __version__)
+
+
+_hash_cache: hashes.HashCache | None = None
+
+
+def _hash(kind: str, name: Any, use_cache: bool) -> str | None:
+    """AutoV2 hash of a model file, cached by path, size and mtime; None when unknown."""
+    global _hash_cache
+    if not isinstance(name, str):
         return None
-    result = read_log(rec.snapshot())
-    return encode_document(build_document(result.events, str(unique_id)))
+    path = comfy.model_file(kind, name)
+    if path is None:
+        return None
+    if _hash_cache is None:
+        _hash_cache = hashes.HashCache()
+    return hashes.autov2(path, _hash_cache if use_cache else None)
+
+
+def infotext_generation(generation: dict[str, Any], use_cache: bool) -> dict[str, Any]:
+    """The generation fields as the A1111 writer wants them: model files with their hashes."""
+    out = dict(generation)
+    for key, kind in _MODEL_KINDS.items():
+        if isinstance(generation.get(key), str):
+            out[key] = {"name": generation[key], "hash": _hash(kind, generation[key], use_cache)}
+    loras = generation.get("loras")
+    if isinstance(loras, list):
+        out["loras"] = [
+            {**lora, "hash": _hash("loras", lora.get("name"), use_cache)} if isinstance(lora, dict) else lora
+            for lora in loras
+        ]
+    return out
+
+
+def _report_disagreements(document: dict[str, Any], cfg: config.Config) -> None:
+    if cfg.debug and cfg.log_disagreements:
+        for item in document.get("ai_info", {}).get("disagreements", []):
+            log.info("%s", format_disagreement(item))
 
 
 class SaveImageRuntimeMetadata:
@@ -43,7 +85,10 @@ class SaveImageRuntimeMetadata:
     RETURN_TYPES = ()
     FUNCTION = "save_images"
     OUTPUT_NODE = True
-    DESCRIPTION = "Saves PNGs with ComfyUI's prompt/workflow plus the runtime metadata of this run."
+    DESCRIPTION = (
+        "Saves images with ComfyUI's prompt/workflow, an A1111 parameters string and what this "
+        "run actually did (resolved values, cached nodes, timings)."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -53,7 +98,12 @@ class SaveImageRuntimeMetadata:
                 "filename_prefix": ("STRING", {"default": "ComfyUI"}),
             },
             "optional": {
+                "format": (list(FORMATS), {"default": "png"}),
+                "quality": ("INT", {"default": 95, "min": 1, "max": 100}),
+                "lossless": ("BOOLEAN", {"default": False}),
                 "capture": (CAPTURE_CHOICES, {"default": "auto"}),
+                "embed_workflow": ("BOOLEAN", {"default": True}),
+                "embed_runtime": ("BOOLEAN", {"default": True}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"},
         }
@@ -62,30 +112,60 @@ class SaveImageRuntimeMetadata:
         self,
         images: Any,
         filename_prefix: str = "ComfyUI",
+        format: str = "png",  # noqa: A002 - the socket name users see
+        quality: int = 95,
+        lossless: bool = False,
         capture: str = "auto",
+        embed_workflow: bool = True,
+        embed_runtime: bool = True,
         prompt: Any = None,
         extra_pnginfo: Any = None,
         unique_id: Any = None,
     ) -> dict[str, Any]:
         if capture == "on":
             _capture_on()
+        cfg = config.get()
+        fmt = format if format in FORMATS else "png"
         height, width = int(images[0].shape[0]), int(images[0].shape[1])
         folder, filename, counter, subfolder, _ = comfy.save_image_path(filename_prefix, width, height)
-        disabled = comfy.metadata_disabled()
-        document = None
-        if not disabled and capture != "off":
+        with_metadata = not comfy.metadata_disabled()
+        pnginfo = dict(extra_pnginfo) if isinstance(extra_pnginfo, dict) else None
+        if pnginfo is not None and not embed_workflow:
+            pnginfo.pop("workflow", None)
+        document: dict[str, Any] | None = None
+        parameters: str | None = None
+        if with_metadata:
             try:
-                document = runtime_document_text(unique_id, None)
+                document = build_save_document(prompt, str(unique_id), capture)
+                _report_disagreements(document, cfg)
+                generation = document["ai_info"]["generation"]
+                parameters = a1111_parameters(infotext_generation(generation, cfg.enable_hash_cache))
+                if not embed_runtime:
+                    document.pop("runtime", None)
             except Exception:  # noqa: BLE001 - the image is always saved
-                log.exception("[runtime-metadata] could not build the runtime document; saving without it")
+                log.exception("[runtime-metadata] could not build the metadata document; saving without it")
+                document = None
         results = []
         for batch_number, image in enumerate(images):
-            chunks = None if disabled else png_chunks(prompt, extra_pnginfo, document)
-            name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-            write_png(_to_pil(image), os.path.join(folder, name), chunks)
+            name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.{_EXT[fmt]}"
+            path = os.path.join(folder, name)
+            pil = _to_pil(image)
+            try:
+                save_image(
+                    pil, path, fmt, prompt=prompt, extra_pnginfo=pnginfo, document=document,
+                    parameters=parameters, inline_size_limit_kb=cfg.inline_size_limit_kb,
+                    quality=quality, lossless=lossless, metadata=with_metadata,
+                )
+            except Exception:  # noqa: BLE001 - never lose the image over its metadata
+                log.exception("[runtime-metadata] saving %s with full metadata failed; saving with ComfyUI's own", name)
+                save_image(pil, path, fmt, prompt=prompt, extra_pnginfo=pnginfo, quality=quality,
+                           lossless=lossless, metadata=with_metadata)
             results.append({"filename": name, "subfolder": subfolder, "type": "output"})
             counter += 1
         return {"ui": {"images": results}}
+
+
+_EXT = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
 def _capture_on() -> None:
@@ -132,11 +212,54 @@ class IntMathRuntimeMetadata:
         raise ValueError(f"unknown op {op!r}")
 
 
+class _AnyType(str):
+    """ComfyUI's usual wildcard type: compares equal to every socket type."""
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+
+ANY = _AnyType("*")
+
+
+class SwitchRuntimeMetadata:
+    """Passes ``on_1`` or ``on_2`` on, by ``select``: which branch ran is decided at run time.
+
+    On ComfyUI versions with lazy inputs only the selected branch is executed; older ones run
+    both and pass the selected one on.
+    """
+
+    CATEGORY = "utils/runtime metadata"
+    RETURN_TYPES = (ANY,)
+    RETURN_NAMES = ("value",)
+    FUNCTION = "switch"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "select": ("INT", {"default": 1, "min": 1, "max": 2}),
+                "on_1": (ANY, {"lazy": True}),
+                "on_2": (ANY, {"lazy": True}),
+            }
+        }
+
+    def check_lazy_status(self, select: int, on_1: Any = None, on_2: Any = None) -> list[str]:
+        """Ask ComfyUI (lazy-input versions) to compute only the selected input."""
+        wanted = "on_1" if select == 1 else "on_2"
+        return [wanted] if (on_1 if select == 1 else on_2) is None else []
+
+    def switch(self, select: int, on_1: Any = None, on_2: Any = None) -> tuple[Any]:
+        return (on_1 if select == 1 else on_2,)
+
+
 NODE_CLASS_MAPPINGS = {
     SAVE_NODE: SaveImageRuntimeMetadata,
     "IntMathRuntimeMetadata": IntMathRuntimeMetadata,
+    "SwitchRuntimeMetadata": SwitchRuntimeMetadata,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     SAVE_NODE: "Save Image (Runtime Metadata)",
     "IntMathRuntimeMetadata": "Int Math (Runtime Metadata)",
+    "SwitchRuntimeMetadata": "Switch (Runtime Metadata)",
 }

@@ -83,3 +83,22 @@ def register_status_route(status: Any) -> bool:
         return web.json_response(status())
 
     return True
+
+
+def model_file(kind: str, name: str) -> str | None:
+    """The full path of a model file ComfyUI knows (``kind``: checkpoints, loras, vae...)."""
+    fp = _module("folder_paths")
+    try:
+        path = fp.get_full_path(kind, name) if fp is not None else None
+    except Exception:  # noqa: BLE001 - unknown kind or odd name: no hash, not an error
+        return None
+    return str(path) if path else None
+
+
+def list_index() -> int | None:
+    """Modern ComfyUI: which item of a batch list the executing node function is handling."""
+    utils = sys.modules.get("comfy_execution.utils")
+    get = getattr(utils, "get_executing_context", None)
+    ctx = get() if callable(get) else None
+    index = getattr(ctx, "list_index", None)
+    return index if isinstance(index, int) else None

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..events.schema import AnyEvent, NodeInputs, RunStarted
-from .runtime import canonical_json, project, runtime_document
+from .reconcile import generation_document
+from .runtime import RunState, canonical_json, project, runtime_document
 
 DOCUMENT_SCHEMA = 1
 
@@ -18,18 +19,46 @@ def events_for_save(events: list[AnyEvent], node_id: str) -> list[AnyEvent]:
     return events
 
 
+def _ai_info(recon: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "generation": recon["generation"],
+        "sources": recon["sources"],
+        "disagreements": recon["disagreements"],
+        "unresolved": recon["unresolved"],
+        "parser": recon["parser"],
+        "runtime": recon["runtime"],
+    }
+
+
 def build_document(events: list[AnyEvent], saved_by: str) -> dict[str, Any]:
     """The full embedded document for the save node ``saved_by``, live and on replay alike."""
     state = project(None, events_for_save(events, saved_by))
+    recon = generation_document(state.prompt, state, saved_by)
     return {
         "schema": DOCUMENT_SCHEMA,
+        "ai_info": _ai_info(recon),
         "runtime": runtime_document(state, saved_by=saved_by),
-        "provenance": {
-            "capture_mode": "parser+runtime",
-            "comfyui": state.comfyui,
-            "plugin": state.plugin,
-            "environment": dict(sorted(state.environment.items())),
-        },
+        "provenance": _provenance(state, recon["capture_mode"]),
+    }
+
+
+def parser_document(prompt: dict[str, Any], saved_by: str, environment: dict[str, str], plugin: str) -> dict[str, Any]:
+    """The document when no run was captured: the static parse of the prompt only."""
+    recon = generation_document(prompt, None, saved_by)
+    state = RunState(prompt=prompt, plugin=plugin, environment=environment, comfyui=environment.get("comfyui", ""))
+    return {
+        "schema": DOCUMENT_SCHEMA,
+        "ai_info": _ai_info(recon),
+        "provenance": _provenance(state, recon["capture_mode"]),
+    }
+
+
+def _provenance(state: RunState, capture_mode: str) -> dict[str, Any]:
+    return {
+        "capture_mode": capture_mode,
+        "comfyui": state.comfyui,
+        "plugin": state.plugin,
+        "environment": dict(sorted(state.environment.items())),
     }
 
 

@@ -24,6 +24,7 @@ from ..events.schema import (
     RunFinished,
     RunStarted,
 )
+from .workflow import is_link
 
 DOCUMENT_SCHEMA = 1
 
@@ -143,7 +144,7 @@ def ancestors(prompt: dict[str, Any], node_id: str) -> set[str]:
         if not isinstance(node, dict):
             continue
         for value in (node.get("inputs") or {}).values():
-            if _is_link(value):
+            if is_link(value):
                 src = str(value[0])
                 if src not in seen:
                     seen.add(src)
@@ -151,21 +152,18 @@ def ancestors(prompt: dict[str, Any], node_id: str) -> set[str]:
     return seen
 
 
-def _is_link(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], (str, int))
-        and isinstance(value[1], int)
-        and not isinstance(value[1], bool)
-    )
-
-
-def _in_scope(rec: NodeRecord, scope: set[str] | None) -> bool:
+def _in_scope(rec: NodeRecord, scope: set[str] | None, nodes: dict[str, NodeRecord]) -> bool:
     if scope is None:
         return True
-    # Ephemeral nodes from node expansion belong to the scope of the node they expand.
-    return rec.node_id in scope or (rec.parent_id is not None and rec.parent_id in scope)
+    # Ephemeral nodes from node expansion belong to the scope of the prompt node they were
+    # expanded from, however deep the expansion nests.
+    seen = 0
+    while rec.node_id not in scope:
+        parent = nodes.get(rec.parent_id) if rec.parent_id is not None else None
+        if parent is None or seen > len(nodes):
+            return rec.parent_id is not None and rec.parent_id in scope
+        rec, seen = parent, seen + 1
+    return True
 
 
 def _ns_to_ms(ns: int) -> float:
@@ -175,7 +173,7 @@ def _ns_to_ms(ns: int) -> float:
 def runtime_document(state: RunState, saved_by: str | None = None) -> dict[str, Any]:
     """The runtime block: nodes in execution order (ancestors of ``saved_by`` only) and timing."""
     scope = ancestors(state.prompt, saved_by) if saved_by is not None else None
-    records = sorted((r for r in state.nodes.values() if _in_scope(r, scope)), key=lambda r: r.order)
+    records = sorted((r for r in state.nodes.values() if _in_scope(r, scope, state.nodes)), key=lambda r: r.order)
     nodes: list[dict[str, Any]] = []
     by_class: dict[str, list[int]] = {}
     executed_ns = 0

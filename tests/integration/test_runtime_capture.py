@@ -151,14 +151,16 @@ def test_back_to_back_prompts_each_see_only_their_own_run(server: ComfyServer) -
         assert width == a * 4
 
 
-def test_with_capture_off_comfyui_saves_the_same_image_without_runtime_metadata(
+def test_with_capture_off_the_same_image_carries_only_the_static_parse(
     server: ComfyServer, start_comfy: Callable[..., ComfyServer]
 ) -> None:
     _, _, with_capture = run_example(server, "onoff", **{"1": {"a": 9}})
     plain = start_comfy(env={"AAA_METADATA_ENABLE_HOOKS": "0"})
     _, _, without = run_example(plain, "onoff", **{"1": {"a": 9}})
     on, off = chunks_of(with_capture), chunks_of(without)
-    assert "runtime_metadata" in on and "runtime_metadata" not in off
+    doc_on, doc_off = json.loads(on["runtime_metadata"]), json.loads(off["runtime_metadata"])
+    assert doc_on["provenance"]["capture_mode"] == "parser+runtime" and "runtime" in doc_on
+    assert doc_off["provenance"]["capture_mode"] == "parser" and "runtime" not in doc_off
     assert on["prompt"] == off["prompt"] and on["workflow"] == off["workflow"]
     with Image.open(with_capture) as a, Image.open(without) as b:
         assert a.tobytes() == b.tobytes()

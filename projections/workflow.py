@@ -1,0 +1,421 @@
+"""The static parser: ``ai_info.generation`` as the prompt JSON alone describes it.
+
+The walk (``walk_generation``) is shared with the runtime projection: it starts at a save
+node, follows the prompt's links upward in roles (see ``rules``), and asks a ``Values``
+source for every field it reaches. ``StaticValues`` is the parser's source: literals as they
+are; a linked widget followed through primitives, switches whose select it can compute and
+``Compute`` nodes whose inputs it knows; otherwise the string
+``"unknown (linked from node N, ClassName)"``, N being the node whose output it could not
+compute (never the class name as the value).
+
+Decisions the parser makes:
+
+* A switch whose select it cannot compute: it follows ``Switch.guess`` (for this plugin's
+  switch, ``on_1``, the select widget's default), so a parser-only document still describes
+  a generation; every field behind it is flagged ``guessed`` (source ``parser-guess``).
+* Several samplers: the one nearest the saved image (the last pass) is the generation;
+  samplers that fed its latent (a base before its refiner, a first pass before a hires fix)
+  go to ``passes``, earliest first. Size, batch size and init image come from the origin of
+  the latent chain and belong to the whole generation.
+* LoRAs are listed in application order (nearest the checkpoint first); strength 0 is kept.
+* Several text encoders reaching one polarity (combine, concat, average): their texts joined
+  by a newline in walk order (the combiner's first input first), repeats and empty parts
+  dropped. Polarity is the sampler input the conditioning reaches, never a title.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Protocol, TypeGuard
+
+import msgspec
+
+from .rules import (
+    FALLBACK_FOLLOW,
+    PASS_ROLES,
+    RULES,
+    SAME,
+    Compute,
+    Const,
+    FieldSource,
+    In,
+    Lora,
+    Node,
+    PassThrough,
+    Rule,
+    Sampler,
+    Switch,
+    TextEncoder,
+)
+
+PARSER = "parser"
+RUNTIME = "runtime"
+MIXED = "mixed"
+
+COMPUTED_UPSTREAM = "value computed upstream"
+UNFOLLOWABLE = "parser could not follow a link"
+
+#: Value links followed through primitives, switches and Compute nodes before giving up;
+#: real chains are a few hops, so hitting it means a cycle or a generated pathological graph.
+MAX_LINK_DEPTH = 64
+
+
+class Val(msgspec.Struct, frozen=True):
+    """One field's value and where it came from."""
+
+    value: Any
+    source: str  # PARSER | RUNTIME | MIXED (a joined text whose parts came from both)
+    nodes: tuple[str, ...]  # the node(s) whose inputs hold the value
+    unknown: str | None = None  # set when the parser could not know it: the cause
+    guessed: bool = False  # reached through a switch branch the parser guessed
+
+
+class Choice(NamedTuple):
+    """The input a switch continues through, and whether that was a guess."""
+
+    input: str
+    guessed: bool
+
+
+class Values(Protocol):
+    """A source of field values for the walk."""
+
+    def value(self, node_id: str, name: str) -> Val | None:
+        """The value of input ``name`` of ``node_id``; None when this source has none."""
+        ...
+
+    def const(self, node_id: str, value: Any) -> Val | None:
+        """A value the class implies, if this source counts ``node_id`` at all."""
+        ...
+
+    def choose(self, node_id: str, rule: Switch) -> Choice | None:
+        """The input switch ``node_id`` continues through; None when unknown to this source."""
+        ...
+
+
+def is_link(value: Any) -> TypeGuard[list[Any]]:
+    """Whether an input value is a link ``[node_id, output_index]``."""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], (str, int))
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
+
+
+def unknown_value(node_id: str, class_type: str | None) -> str:
+    """The parser's stand-in for a value computed by ``node_id`` (None: a missing node)."""
+    return f"unknown (linked from node {node_id}, {class_type or 'not in prompt'})"
+
+
+def _inputs(prompt: Mapping[str, Any], node_id: str) -> Mapping[str, Any]:
+    node = prompt.get(node_id)
+    inputs = node.get("inputs") if isinstance(node, dict) else None
+    return inputs if isinstance(inputs, dict) else {}
+
+
+class StaticValues:
+    """Values from the prompt JSON: literals, and links followed as far as they can be computed."""
+
+    def __init__(
+        self,
+        prompt: Mapping[str, Any],
+        rules: Mapping[str, Rule] = RULES,
+        choose: Callable[[str, Switch], Choice | None] | None = None,
+    ) -> None:
+        self._prompt = prompt
+        self._rules = rules
+        # The merged view routes value links through the run's switch choices.
+        self._choose = choose if choose is not None else self.choose
+
+    def value(self, node_id: str, name: str) -> Val | None:
+        """The literal, or the followed link, of input ``name``."""
+        inputs = _inputs(self._prompt, node_id)
+        if name not in inputs:
+            return None
+        value, unknown, guessed = self._resolve(inputs[name], 0)
+        return Val(value, PARSER, (node_id,), unknown, guessed)
+
+    def const(self, node_id: str, value: Any) -> Val | None:
+        """A class-implied value: the parser always has it."""
+        return Val(value, PARSER, (node_id,))
+
+    def choose(self, node_id: str, rule: Switch) -> Choice | None:
+        """The branch the prompt selects, or the rule's guess when the select is not computable."""
+        selected = self.value(node_id, rule.select)
+        if selected is None or selected.unknown is not None:
+            return Choice(rule.guess, True) if rule.guess is not None else None
+        branch = rule.branch(selected.value)
+        return Choice(branch, selected.guessed) if branch is not None else None
+
+    def _resolve(self, raw: Any, depth: int) -> tuple[Any, str | None, bool]:
+        if not is_link(raw):
+            return raw, None, False
+        return self._output(str(raw[0]), raw[1], depth + 1)
+
+    def _output(self, src: str, index: int, depth: int) -> tuple[Any, str | None, bool]:
+        node = self._prompt.get(src)
+        if not isinstance(node, dict):
+            return unknown_value(src, None), UNFOLLOWABLE, False
+        class_type = str(node.get("class_type", "?"))
+        if depth > MAX_LINK_DEPTH:
+            return unknown_value(src, class_type), UNFOLLOWABLE, False
+        inputs = _inputs(self._prompt, src)
+        rule = self._rules.get(class_type)
+        if isinstance(rule, PassThrough):
+            name = rule.outputs.get(index)
+            if name is not None and name in inputs:
+                return self._resolve(inputs[name], depth)
+        elif isinstance(rule, Switch) and index == 0:
+            choice = self._choose(src, rule)
+            if choice is not None and choice.input in inputs:
+                value, unknown, guessed = self._resolve(inputs[choice.input], depth)
+                return value, unknown, guessed or choice.guessed
+        elif isinstance(rule, Compute) and index == 0:
+            computed = self._compute(rule, inputs, depth)
+            if computed is not None:
+                return computed
+        return unknown_value(src, class_type), COMPUTED_UPSTREAM, False
+
+    def _compute(
+        self, rule: Compute, inputs: Mapping[str, Any], depth: int
+    ) -> tuple[Any, None, bool] | None:
+        args: dict[str, Any] = {}
+        guessed = False
+        for name in rule.inputs:
+            if name not in inputs:
+                return None
+            value, unknown, g = self._resolve(inputs[name], depth)
+            if unknown is not None:
+                return None
+            args[name] = value
+            guessed = guessed or g
+        try:
+            return rule.fn(**args), None, guessed
+        except Exception:  # noqa: BLE001 - operands the node itself would reject: value unknown
+            return None
+
+
+class _Pass:
+    """What the walk found for one sampling pass (values may be None: claimed, not known)."""
+
+    __slots__ = ("fields", "loras", "texts")
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Val | None] = {}
+        self.loras: list[dict[str, Val | None]] = []  # nearest the sampler first
+        self.texts: dict[str, list[Val | None]] = {}
+
+
+# A step of the walk: node, output index reached, role, pass index, behind a guessed switch.
+_Frame = tuple[str, int, str, int, bool]
+
+
+def walk_generation(
+    prompt: Mapping[str, Any],
+    saved_by: str,
+    values: Values,
+    rules: Mapping[str, Rule] = RULES,
+) -> dict[str, Val]:
+    """Every field reachable from ``saved_by``, as ``path -> Val``; ``values``' gaps left out."""
+    top: dict[str, Val | None] = {}
+    passes: list[_Pass] = []
+    samplers: set[str] = set()
+    seen: set[tuple[str, int, str, int]] = set()
+    stack: list[_Frame] = [(str(saved_by), 0, "image", -1, False)]
+    while stack:
+        nid, index, role, p, guessed = stack.pop()
+        # Fields of the whole generation do not depend on the pass that led there.
+        key = (nid, index, role, p if role in PASS_ROLES else -1)
+        if key in seen:
+            continue
+        seen.add(key)
+        node = prompt.get(nid)
+        if not isinstance(node, dict):
+            continue
+        inputs = node.get("inputs")
+        if not isinstance(inputs, dict):
+            inputs = {}
+        rule = rules.get(str(node.get("class_type", "")))
+        scope = passes[p].fields if role in PASS_ROLES and p >= 0 else top
+        nxt: list[_Frame] = []
+        match rule:
+            case Switch():
+                choice = values.choose(nid, rule)
+                if choice is not None:
+                    _follow(nxt, inputs, choice.input, role, p, guessed or choice.guessed)
+            case PassThrough():
+                _follow(nxt, inputs, rule.outputs.get(index), role, p, guessed)
+            case Compute():
+                pass
+            case Lora():
+                if role == "model" and p >= 0:
+                    item = {"name": rule.name, "strength_model": rule.strength_model}
+                    if rule.strength_clip is not None:
+                        item["strength_clip"] = rule.strength_clip
+                    entry: dict[str, Val | None] = {}
+                    _claim(entry, nid, inputs, item, values, guessed)
+                    passes[p].loras.append(entry)
+                    _follow(nxt, inputs, rule.model, "model", p, guessed)
+                elif role == "clip":
+                    _follow(nxt, inputs, rule.clip, "clip", p, guessed)
+            case TextEncoder():
+                if role in ("positive", "negative") and p >= 0:
+                    parts = passes[p].texts.setdefault(role, [])
+                    for name in rule.text:
+                        if name in inputs:
+                            parts.append(_guess(values.value(nid, name), guessed))
+                    _claim(scope, nid, inputs, rule.fields, values, guessed)
+                    _follow(nxt, inputs, rule.clip, "clip", p, guessed)
+            case Sampler() if role == "latent":
+                if nid not in samplers:
+                    samplers.add(nid)
+                    passes.append(_Pass())
+                    at = len(passes) - 1
+                    _claim(passes[at].fields, nid, inputs, rule.fields, values, guessed)
+                    for name, to_role in rule.follow.items():
+                        _follow(
+                            nxt, inputs, name, role if to_role == SAME else to_role, at, guessed
+                        )
+            case Node():
+                if rule.roles is None or role in rule.roles:
+                    _claim(scope, nid, inputs, rule.fields, values, guessed)
+                carried = (
+                    rule.follow.keys() if rule.outputs is None else rule.outputs.get(index, ())
+                )
+                for name in carried:
+                    to_role = rule.follow.get(name, SAME)
+                    _follow(nxt, inputs, name, role if to_role == SAME else to_role, p, guessed)
+            case _:
+                for name in FALLBACK_FOLLOW.get(role, ()):
+                    if is_link(inputs.get(name)):
+                        _follow(nxt, inputs, name, role, p, guessed)
+                        break
+        # Reversed so the stack pops them in the order the rule lists them (depth-first).
+        stack.extend(reversed(nxt))
+    return _flatten(top, passes)
+
+
+def _follow(
+    nxt: list[_Frame], inputs: Mapping[str, Any], name: str | None, role: str, p: int, guessed: bool
+) -> None:
+    """Queue the node that input ``name`` links to, to be walked in ``role``."""
+    raw = inputs.get(name) if name is not None else None
+    if is_link(raw):
+        nxt.append((str(raw[0]), raw[1], role, p, guessed))
+
+
+def _guess(value: Val | None, guessed: bool) -> Val | None:
+    if value is None or not guessed or value.guessed:
+        return value
+    return msgspec.structs.replace(value, guessed=True)
+
+
+def _claim(
+    scope: dict[str, Val | None],
+    nid: str,
+    inputs: Mapping[str, Any],
+    fields: Mapping[str, FieldSource],
+    values: Values,
+    guessed: bool,
+) -> None:
+    """Claim each field not yet claimed in ``scope``: the first node reached owns it."""
+    for path, source in fields.items():
+        if path in scope:
+            continue
+        if isinstance(source, Const):
+            scope[path] = _guess(values.const(nid, source.value), guessed)
+            continue
+        name = source.name if isinstance(source, In) else source
+        if name not in inputs:
+            continue
+        value = values.value(nid, name)
+        if value is not None and isinstance(source, In) and value.unknown is None:
+            fn = source.transform
+            out = [fn(v) for v in value.value] if isinstance(value.value, list) else fn(value.value)
+            value = msgspec.structs.replace(value, value=out)
+        # A claim with no value still blocks later nodes, so every view keeps the same owner.
+        scope[path] = _guess(value, guessed)
+
+
+def _flatten(top: dict[str, Val | None], passes: list[_Pass]) -> dict[str, Val]:
+    flat: dict[str, Val | None] = dict(top)
+    if passes:
+        _emit(flat, "", passes[0])
+        for i, earlier in enumerate(reversed(passes[1:])):
+            _emit(flat, f"passes[{i}].", earlier)
+    return {path: v for path, v in flat.items() if v is not None}
+
+
+def _emit(flat: dict[str, Val | None], prefix: str, sampling: _Pass) -> None:
+    for path, value in sampling.fields.items():
+        flat[prefix + path] = value
+    for i, entry in enumerate(reversed(sampling.loras)):
+        for key, value in entry.items():
+            flat[f"{prefix}loras[{i}].{key}"] = value
+    for polarity in ("positive", "negative"):
+        parts = sampling.texts.get(polarity)
+        if parts is not None:
+            flat[prefix + polarity] = _join(parts)
+
+
+def _join(parts: list[Val | None]) -> Val | None:
+    """One prompt text from every encoder that reached a polarity; None if a part has no value."""
+    known = [part for part in parts if part is not None]
+    if not known or len(known) != len(parts):
+        return None
+    if len(known) == 1:
+        return known[0]
+    kept: list[str] = []
+    for part in known:
+        text = part.value if isinstance(part.value, str) else str(part.value)
+        if text and text not in kept:
+            kept.append(text)
+    sources = {part.source for part in known}
+    return Val(
+        "\n".join(kept),
+        sources.pop() if len(sources) == 1 else MIXED,
+        tuple(dict.fromkeys(n for part in known for n in part.nodes)),
+        next((part.unknown for part in known if part.unknown is not None), None),
+        any(part.guessed for part in known),
+    )
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"sampler.steps": 20, "loras[0].name": "a"}`` as nested dicts and lists."""
+    root: dict[str, Any] = {}
+    for path, value in flat.items():
+        here: dict[str, Any] = root
+        segments = path.split(".")
+        last = len(segments) - 1
+        for depth, segment in enumerate(segments):
+            if not segment.endswith("]"):
+                if depth == last:
+                    here[segment] = value
+                else:
+                    here = here.setdefault(segment, {})
+                continue
+            key, _, index = segment[:-1].partition("[")
+            items = here.setdefault(key, [])
+            i = int(index)
+            # A view that lacks an earlier item (a cached LoRA) keeps the indices aligned.
+            while len(items) <= i:
+                items.append({})
+            if depth == last:
+                items[i] = value
+            else:
+                here = items[i]
+    return root
+
+
+def values_of(flat: Mapping[str, Val]) -> dict[str, Any]:
+    """The nested generation dict of a walk's result."""
+    return nest({path: v.value for path, v in flat.items()})
+
+
+def parse_generation(
+    prompt: Mapping[str, Any], saved_by: str, *, rules: Mapping[str, Rule] = RULES
+) -> dict[str, Any]:
+    """``ai_info.generation`` for the save node ``saved_by`` from the prompt JSON alone."""
+    return values_of(walk_generation(prompt, saved_by, StaticValues(prompt, rules), rules))

@@ -1,0 +1,148 @@
+"""The extraction rules: one read-only, extensible table for core nodes, in step with nodes.py."""
+
+from __future__ import annotations
+
+import pytest
+from runtime_metadata.nodes import IntMathRuntimeMetadata
+from runtime_metadata.projections.rules import (
+    PASS_ROLES,
+    ROLES,
+    RULES,
+    SAME,
+    Compute,
+    Const,
+    In,
+    Lora,
+    Node,
+    PassThrough,
+    Sampler,
+    Switch,
+    TextEncoder,
+    clip_skip,
+    enabled,
+    extend,
+    int_math,
+    string_concatenate,
+)
+
+REQUIRED = {
+    Node: [
+        "CheckpointLoaderSimple",
+        "CheckpointLoader",
+        "UNETLoader",
+        "VAELoader",
+        "CLIPSetLastLayer",
+        "EmptyLatentImage",
+        "EmptySD3LatentImage",
+        "CFGGuider",
+        "BasicGuider",
+        "DualCFGGuider",
+        "BasicScheduler",
+        "KarrasScheduler",
+        "KSamplerSelect",
+        "RandomNoise",
+        "VAEEncode",
+        "VAEDecode",
+        "ConditioningCombine",
+        "ControlNetApplyAdvanced",
+        "LoadImage",
+    ],
+    Sampler: ["KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"],
+    Lora: ["LoraLoader", "LoraLoaderModelOnly"],
+    TextEncoder: ["CLIPTextEncode", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner"],
+    Switch: ["SwitchRuntimeMetadata"],
+    Compute: ["IntMathRuntimeMetadata"],
+    PassThrough: ["PrimitiveInt", "PrimitiveString"],
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "class_type"), [(kind, ct) for kind, names in REQUIRED.items() for ct in names]
+)
+def test_the_table_covers_the_core_nodes_with_the_right_kind(kind, class_type):
+    assert isinstance(RULES[class_type], kind)
+
+
+def test_every_role_named_in_the_table_is_a_known_role():
+    for class_type, rule in RULES.items():
+        if isinstance(rule, Node):
+            assert set(rule.follow.values()) <= ROLES | {SAME}, class_type
+            assert rule.roles is None or rule.roles <= ROLES, class_type
+            if rule.outputs is not None:
+                assert {n for names in rule.outputs.values() for n in names} <= set(rule.follow)
+    assert PASS_ROLES < ROLES
+
+
+def test_the_samplers_map_their_widgets_to_the_canonical_fields():
+    assert RULES["KSampler"].fields == {
+        "sampler.name": "sampler_name",
+        "sampler.scheduler": "scheduler",
+        "sampler.steps": "steps",
+        "sampler.cfg": "cfg",
+        "sampler.seed": "seed",
+        "sampler.denoise": "denoise",
+    }
+    advanced = RULES["KSamplerAdvanced"].fields
+    assert advanced["sampler.seed"] == "noise_seed"
+    assert advanced["sampler.start_step"] == "start_at_step"
+    assert advanced["sampler.end_step"] == "end_at_step"
+    assert advanced["sampler.add_noise"] == In("add_noise", enabled)
+    assert RULES["KarrasScheduler"].fields == {
+        "sampler.scheduler": Const("karras"),
+        "sampler.steps": "steps",
+    }
+    assert RULES["RandomNoise"].fields["sampler.seed"] == "noise_seed"
+
+
+def test_a_checkpoint_names_the_model_only_when_reached_as_a_model():
+    # Reached through its CLIP or VAE output it must not claim "model" for that path.
+    assert RULES["CheckpointLoaderSimple"].roles == frozenset({"model"})
+
+
+@pytest.mark.parametrize("op", IntMathRuntimeMetadata.OPS)
+@pytest.mark.parametrize(("a", "b"), [(17, 5), (-17, 5), (5, 0), (0, 0), (2**40, 3)])
+def test_int_math_computes_exactly_what_the_node_returns(op, a, b):
+    assert int_math(a, b, op) == IntMathRuntimeMetadata().compute(a, b, op)[0]
+
+
+def test_int_math_rejects_what_it_cannot_compute():
+    with pytest.raises(ValueError):
+        int_math(1, 2, "power")
+    with pytest.raises(TypeError):
+        int_math("1", 2, "add")
+    with pytest.raises(TypeError):
+        int_math(True, 2, "add")
+    assert (
+        int_math(16.0, 4, "multiply") == 64
+    )  # ComfyUI's validation makes an integral FLOAT an INT
+
+
+def test_the_switch_rule_mirrors_the_node_on_1_if_select_is_1_else_on_2():
+    switch = RULES["SwitchRuntimeMetadata"]
+    assert switch.select == "select"
+    assert [switch.branch(s) for s in (1, 2, 0, 7, 1.0)] == ["on_1", "on_2", "on_2", "on_2", "on_1"]
+    assert switch.branch([1, 2]) is None  # a batch list picks no single branch
+    assert switch.guess == "on_1"
+
+
+def test_transforms_normalise_values_for_both_views_alike():
+    assert [clip_skip(v) for v in (-1, -2, -24, "x")] == [1, 2, 24, "x"]
+    assert [enabled(v) for v in ("enable", "disable", True, False)] == [True, False, True, False]
+    assert string_concatenate("a", "b", ", ") == "a, b"
+    with pytest.raises(TypeError):
+        string_concatenate("a", 1, "")
+
+
+def test_the_table_is_read_only_and_extend_returns_a_new_one():
+    with pytest.raises(TypeError):
+        RULES["MyNode"] = Node()  # type: ignore[index]
+    mine = extend(
+        {"KSampler (Efficient)": RULES["KSampler"], "Seed (rgthree)": PassThrough({0: "seed"})}
+    )
+    assert mine["KSampler (Efficient)"] is RULES["KSampler"]
+    assert "Seed (rgthree)" not in RULES
+    with pytest.raises(TypeError):
+        mine["x"] = Node()  # type: ignore[index]
+    overridden = extend({"KSampler": Node()})
+    assert overridden["KSampler"] == Node()
+    assert isinstance(RULES["KSampler"], Sampler)
