@@ -112,3 +112,44 @@ def summarize_inputs(
         else:
             out[name] = [summarize(v) for v in values]
     return out
+
+
+def scrub_secrets(prompt: Any, workflow: Any) -> tuple[Any, Any]:
+    """Copies of the prompt and the UI workflow with credential-looking inputs redacted.
+
+    The prompt names its inputs, so literal values of credential-named inputs are replaced.
+    The UI workflow stores widget values without names, so every string equal to a secret
+    found in the prompt is replaced wherever it appears. Untouched inputs are shared, not
+    copied: the prompt is plain JSON that nothing mutates after the run starts.
+    """
+    if not isinstance(prompt, dict):
+        return prompt, workflow
+    secrets: set[str] = set()
+    clean: dict[str, Any] = {}
+    for node_id, node in prompt.items():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(inputs, dict) or not any(is_secret_name(str(k)) for k in inputs):
+            clean[node_id] = node
+            continue
+        new_inputs = {}
+        for name, value in inputs.items():
+            if is_secret_name(str(name)) and not isinstance(value, list):
+                if isinstance(value, str) and value:
+                    secrets.add(value)
+                new_inputs[name] = REDACTED
+            else:
+                new_inputs[name] = value
+        clean[node_id] = {**node, "inputs": new_inputs}
+    if not secrets:
+        return clean, workflow
+    return clean, _replace_strings(workflow, secrets)
+
+
+def _replace_strings(value: Any, secrets: set[str]) -> Any:
+    if isinstance(value, str):
+        return REDACTED if value in secrets else value
+    if isinstance(value, list):
+        return [_replace_strings(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: _replace_strings(v, secrets) for k, v in value.items()}
+    return value

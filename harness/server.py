@@ -67,6 +67,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def _link_node_pack(link: Path, target: Path) -> None:
+    """Make ``link`` a symlink to the node pack ``target`` (replacing a stale symlink)."""
+    if link.is_symlink() or link.exists():
+        if link.is_symlink() and link.resolve() == target:
+            return
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        else:
+            raise ComfyStartupError(f"{link} exists and is not a symlink; not replacing it")
+    link.symlink_to(target, target_is_directory=True)
+
+
 class ComfyServer:
     """A headless ComfyUI process with plugin_dir in its custom_nodes; a context manager."""
 
@@ -84,6 +96,7 @@ class ComfyServer:
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         model_dirs: Mapping[str, Path | Sequence[Path]] | None = None,
         extra_args: Sequence[str] = (),
+        extra_nodes: Mapping[str, Path] | None = None,
     ) -> None:
         self.installation = installation
         self.plugin_dir = Path(plugin_dir).resolve()
@@ -93,6 +106,8 @@ class ComfyServer:
         self.startup_timeout = startup_timeout
         self.model_dirs = dict(model_dirs or {})
         self.extra_args = list(extra_args)
+        #: Other custom-node packs to load beside the plugin, by folder name (tests use this).
+        self.extra_nodes = {name: Path(p).resolve() for name, p in (extra_nodes or {}).items()}
         # The workdir is never deleted, not even a temp one we made: it holds the outputs and
         # the log, which callers read after stop() (the demo prints the saved image's path).
         self._given_workdir = Path(workdir).resolve() if workdir is not None else None
@@ -177,16 +192,8 @@ class ComfyServer:
         self._workdir = workdir
         for name in ("output", "input", "temp", "custom_nodes"):
             (workdir / name).mkdir(parents=True, exist_ok=True)
-        link = workdir / "custom_nodes" / self.node_name
-        if link.is_symlink() or link.exists():
-            if link.is_symlink() and link.resolve() == self.plugin_dir:
-                pass
-            elif link.is_symlink() or link.is_file():
-                link.unlink()
-            else:
-                raise ComfyStartupError(f"{link} exists and is not a symlink; not replacing it")
-        if not link.is_symlink():
-            link.symlink_to(self.plugin_dir, target_is_directory=True)
+        for name, target in {self.node_name: self.plugin_dir, **self.extra_nodes}.items():
+            _link_node_pack(workdir / "custom_nodes" / name, target)
         # ComfyUI (this March-2024 version) has no --custom-nodes flag, but main.py feeds every
         # key of an --extra-model-paths-config file to folder_paths.add_model_folder_path, and
         # nodes.load_custom_nodes() scans every "custom_nodes" folder.  That adds our folder

@@ -1,0 +1,113 @@
+"""The save node on a real ComfyUI: formats, batch lists, secrets, --disable-metadata.
+
+A test-only node pack (``testpack/``) is loaded beside the plugin for nodes that third-party
+packs provide: seeds computed from text, batch lists of seeds, nodes taking API keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from runtime_metadata.events.log import read_log_file
+from runtime_metadata.harness import ComfyServer
+from runtime_metadata.writers.read import read_metadata
+
+TESTPACK = Path(__file__).resolve().parent / "testpack"
+WORKFLOW = {"nodes": [], "links": [], "version": 0.4, "extra": {"note": "kept as ComfyUI sent it"}}
+
+
+@pytest.fixture(scope="module")
+def server(start_comfy: Callable[..., ComfyServer], tmp_path_factory: pytest.TempPathFactory) -> ComfyServer:
+    logs = tmp_path_factory.mktemp("rtlogs")
+    return start_comfy(
+        env={"AAA_METADATA_ENABLE_HOOKS": "1", "AAA_METADATA_LOG_DIR": str(logs)},
+        extra_nodes={"testpack": TESTPACK},
+    )
+
+
+def graph(save_inputs: dict[str, Any], color: Any = 0x102030, width: Any = 32) -> dict[str, Any]:
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": width, "height": 16, "batch_size": 1, "color": color}},
+        "2": {"class_type": "SaveImageRuntimeMetadata", "inputs": {"images": ["1", 0], **save_inputs}},
+    }
+
+
+def run(server: ComfyServer, prompt: dict[str, Any]) -> tuple[str, list[Path]]:
+    prompt_id = server.queue(prompt, extra_data={"extra_pnginfo": {"workflow": WORKFLOW}})
+    entry = server.wait(prompt_id, timeout=120)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    images = [
+        server.output_dir / img["subfolder"] / img["filename"]
+        for out in entry["outputs"].values()
+        for img in out.get("images", [])
+    ]
+    return prompt_id, images
+
+
+@pytest.mark.parametrize("fmt,ext", [("png", "png"), ("jpeg", "jpg"), ("webp", "webp")])
+def test_every_format_carries_comfyuis_metadata_and_the_runtime_document(server: ComfyServer, fmt: str, ext: str) -> None:
+    a = {"png": 20, "jpeg": 21, "webp": 22}[fmt]  # distinct per format, so nothing is cached
+    prompt = {
+        "0": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": a, "b": 32 - a, "op": "add"}},
+        **graph({"filename_prefix": f"fmt-{fmt}", "format": fmt, "quality": 90}, width=["0", 0]),
+    }
+    _, (image,) = run(server, prompt)
+    assert image.suffix == f".{ext}"
+    with Image.open(image) as img:
+        img.load()
+        assert img.size == (32, 16)
+        assert img.format == {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[fmt]
+    meta = read_metadata(image)
+    assert meta.problems == []
+    assert meta.prompt == prompt
+    assert meta.workflow == WORKFLOW
+    nodes = {n["id"]: n for n in meta.document["runtime"]["nodes"]}
+    assert nodes["1"]["inputs"]["width"] == 32  # computed by node 0 at run time
+
+
+def test_a_batch_list_records_each_calls_own_value(server: ComfyServer) -> None:
+    prompt = {
+        "0": {"class_type": "SeedList", "inputs": {"start": 0x000010, "count": 3}},
+        **graph({"filename_prefix": "batchlist"}, color=["0", 0]),
+    }
+    _, images = run(server, prompt)
+    assert len(images) == 3  # the save node ran once per list item
+    doc = read_metadata(images[0]).document["runtime"]
+    empty = {n["id"]: n for n in doc["nodes"]}["1"]
+    assert empty["inputs"]["color"] == [16, 17, 18]
+    assert empty["calls"] == 3
+    with Image.open(images[2]) as img:
+        assert img.getpixel((0, 0)) == (0, 0, 18)
+
+
+def test_credentials_never_reach_the_log_or_the_document(server: ComfyServer) -> None:
+    secret = "sk-test-DO-NOT-LEAK-42"
+    prompt = {
+        "0": {"class_type": "KeyedColor", "inputs": {"api_key": secret, "color": 0x203040}},
+        **graph({"filename_prefix": "secret"}, color=["0", 0]),
+    }
+    prompt_id = server.queue(prompt, extra_data={"extra_pnginfo": {"workflow": {"nodes": [{"widgets_values": [secret, 1]}]}}, "api_key_comfy_org": secret})
+    entry = server.wait(prompt_id, timeout=120)
+    assert entry["status"]["status_str"] == "success"
+    log_file = Path(server.env["AAA_METADATA_LOG_DIR"]) / f"{prompt_id}.rtlog"
+    assert secret.encode() not in log_file.read_bytes()
+    image = server.output_dir / entry["outputs"]["2"]["images"][0]["filename"]
+    meta = read_metadata(image)
+    assert secret not in json.dumps(meta.document)
+    keyed = {n["id"]: n for n in meta.document["runtime"]["nodes"]}["0"]
+    assert keyed["inputs"]["api_key"] == "[redacted]"
+    assert read_log_file(log_file).events[0].prompt["0"]["inputs"]["api_key"] == "[redacted]"
+
+
+def test_disable_metadata_is_honoured(start_comfy: Callable[..., ComfyServer]) -> None:
+    server = start_comfy(env={"AAA_METADATA_ENABLE_HOOKS": "1"}, extra_args=["--disable-metadata"])
+    _, (image,) = run(server, graph({"filename_prefix": "nometa"}))
+    with Image.open(image) as img:
+        img.load()
+        assert dict(img.text) == {}
