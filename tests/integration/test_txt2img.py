@@ -1,0 +1,211 @@
+"""A real SD1.5 txt2img graph on the CPU: checkpoint, two LoRAs, CLIP skip, KSampler, VAE.
+
+The models are random weights with SD1.5's names and shapes (harness/models.py generates them
+once per machine, ~15-30 s and ~2.3 GB, into ~/.cache/runtime-metadata/models/), so ComfyUI's
+real loaders, LoRA patching, text encoder, sampler and VAE decoder all run, without downloads.
+KSampler's seed and steps are computed by helper nodes: the prompt holds only links, and the
+values exist only at run time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from runtime_metadata.harness import ComfyServer, Installation
+from runtime_metadata.harness.models import Models, ensure_models
+
+FirstRun = tuple[dict[str, Any], str, Path, float]  # prompt, prompt_id, saved PNG, seconds
+RUN_TIMEOUT = 600.0  # the first run loads a 2.1 GB checkpoint on a possibly busy CPU
+
+
+@pytest.fixture(scope="module")
+def models(comfy_installation: Installation) -> Models:
+    return ensure_models(comfy_installation)
+
+
+@pytest.fixture(scope="module")
+def server(
+    start_comfy: Callable[..., ComfyServer],
+    models: Models,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ComfyServer]:
+    logs = tmp_path_factory.mktemp("rtlogs-txt2img")
+    server = start_comfy(
+        env={"AAA_METADATA_ENABLE_HOOKS": "1", "AAA_METADATA_LOG_DIR": str(logs)},
+        model_dirs=models.model_dirs(),
+    )
+    yield server
+    server.stop()  # now rather than at session end: it holds ~5 GB of fp32 weights
+
+
+def txt2img(models: Models, prefix: str) -> dict[str, Any]:
+    """API-format prompt; seed = 1000 + 234 and steps = 1 + 1 come from IntMath nodes."""
+    return {
+        "1": {
+            "class_type": "CheckpointLoaderSimple",
+            "inputs": {"ckpt_name": models.checkpoint_name},
+        },
+        "2": {
+            "class_type": "LoraLoader",
+            "inputs": {
+                "model": ["1", 0], "clip": ["1", 1], "lora_name": models.lora_name,
+                "strength_model": 0.0, "strength_clip": 0.0,
+            },
+        },
+        "3": {
+            "class_type": "LoraLoader",
+            "inputs": {
+                "model": ["2", 0], "clip": ["2", 1], "lora_name": models.lora_name,
+                "strength_model": 0.5, "strength_clip": 0.5,
+            },
+        },
+        "4": {
+            "class_type": "CLIPSetLastLayer",
+            "inputs": {"clip": ["3", 1], "stop_at_clip_layer": -2},
+        },
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 0]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 0]}},
+        "7": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1},
+        },
+        "8": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": 1000, "b": 234, "op": "add"}},
+        "9": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": 1, "b": 1, "op": "add"}},
+        "10": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["3", 0], "seed": ["8", 0], "steps": ["9", 0], "cfg": 7.0,
+                "sampler_name": "euler", "scheduler": "normal", "positive": ["5", 0],
+                "negative": ["6", 0], "latent_image": ["7", 0], "denoise": 1.0,
+            },
+        },
+        "11": {"class_type": "VAEDecode", "inputs": {"samples": ["10", 0], "vae": ["1", 2]}},
+        "12": {
+            "class_type": "SaveImageRuntimeMetadata",
+            "inputs": {"images": ["11", 0], "filename_prefix": prefix},
+        },
+    }
+
+
+def run(server: ComfyServer, prompt: dict[str, Any]) -> tuple[str, Path, float]:
+    started = time.perf_counter()
+    prompt_id = server.queue(prompt)
+    entry = server.wait(prompt_id, timeout=RUN_TIMEOUT)
+    seconds = time.perf_counter() - started
+    assert entry["status"]["status_str"] == "success", (entry["status"], server.log_text()[-4000:])
+    images = [
+        server.output_dir / img["subfolder"] / img["filename"]
+        for out in entry["outputs"].values()
+        for img in out.get("images", [])
+    ]
+    assert len(images) == 1, entry["outputs"]
+    return prompt_id, images[0], seconds
+
+
+def runtime_doc(image: Path) -> dict[str, Any]:
+    with Image.open(image) as img:
+        img.load()
+        text = dict(img.text)
+    assert "runtime_metadata" in text, list(text)
+    return json.loads(text["runtime_metadata"])["runtime"]
+
+
+def by_id(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {node["id"]: node for node in doc["nodes"]}
+
+
+@pytest.fixture(scope="module")
+def first_run(server: ComfyServer, models: Models) -> FirstRun:
+    prompt = txt2img(models, "txt2img")
+    prompt_id, image, seconds = run(server, prompt)
+    return prompt, prompt_id, image, seconds
+
+
+def test_ksampler_records_the_seed_and_steps_only_the_run_knew(first_run: FirstRun) -> None:
+    prompt, prompt_id, image, _ = first_run
+    assert prompt["10"]["inputs"]["seed"] == ["8", 0]
+    assert prompt["10"]["inputs"]["steps"] == ["9", 0]
+    doc = runtime_doc(image)
+    assert doc["prompt_id"] == prompt_id
+    nodes = by_id(doc)
+    sampler = nodes["10"]
+    assert sampler["class_type"] == "KSampler"
+    assert sampler["status"] == "executed"
+    assert sampler["inputs"]["seed"] == 1234
+    assert sampler["inputs"]["steps"] == 2
+    assert sampler["inputs"]["cfg"] == 7.0
+    assert sampler["inputs"]["sampler_name"] == "euler"
+    assert sampler["inputs"]["scheduler"] == "normal"
+    assert sampler["inputs"]["denoise"] == 1.0
+    # Two real sampling steps of an 860M-parameter UNet (batch 2 for cfg) cannot be instant.
+    assert sampler["duration_ms"] > 100
+    assert nodes["8"]["inputs"] == {"a": 1000, "b": 234, "op": "add"}
+    assert nodes["9"]["inputs"] == {"a": 1, "b": 1, "op": "add"}
+
+
+def test_loras_text_and_clip_skip_are_recorded(first_run: FirstRun, models: Models) -> None:
+    _, _, image, _ = first_run
+    nodes = by_id(runtime_doc(image))
+    off, half = nodes["2"]["inputs"], nodes["3"]["inputs"]
+    assert nodes["2"]["class_type"] == nodes["3"]["class_type"] == "LoraLoader"
+    assert off["lora_name"] == half["lora_name"] == models.lora_name
+    # 0.0 stays a float 0.0 (not dropped, not None, not the int 0).
+    assert off["strength_model"] == 0.0 and isinstance(off["strength_model"], float)
+    assert off["strength_clip"] == 0.0 and isinstance(off["strength_clip"], float)
+    assert half["strength_model"] == 0.5 and half["strength_clip"] == 0.5
+    assert nodes["1"]["inputs"]["ckpt_name"] == models.checkpoint_name
+    assert nodes["4"]["inputs"]["stop_at_clip_layer"] == -2
+    assert nodes["5"]["inputs"]["text"] == "a red fox"
+    assert nodes["6"]["inputs"]["text"] == "blurry"
+    assert nodes["7"]["inputs"] == {"width": 64, "height": 64, "batch_size": 1}
+    assert all(n["status"] == "executed" for n in nodes.values()), {
+        i: n["status"] for i, n in nodes.items()
+    }
+    assert sorted(nodes, key=int) == [str(i) for i in range(1, 12)]
+
+
+def test_comfyui_took_the_files_as_sd15(server: ComfyServer, first_run: FirstRun) -> None:
+    log = server.log_text()
+    # ComfyUI's own view: an SD1.5 text encoder and UNet were loaded, every LoRA key applied.
+    assert "Requested to load SD1ClipModel" in log and "Requested to load BaseModel" in log
+    assert "lora key not loaded" not in log
+    assert "ERROR" not in log
+
+
+def test_the_image_is_a_real_decode(first_run: FirstRun) -> None:
+    _, _, image, _ = first_run
+    with Image.open(image) as img:
+        assert img.size == (64, 64)
+        assert img.mode == "RGB"
+        lo, hi = zip(*img.getextrema())
+    # Random weights still decode to a non-constant picture (no NaNs turned into black).
+    assert max(h - l for l, h in zip(lo, hi)) > 0
+
+
+def test_a_standalone_vae_reuses_the_cached_sampling(
+    server: ComfyServer, models: Models, first_run: FirstRun
+) -> None:
+    prompt = copy.deepcopy(first_run[0])
+    prompt["12"]["inputs"]["filename_prefix"] = "txt2img-vae"
+    prompt["13"] = {"class_type": "VAELoader", "inputs": {"vae_name": models.vae_name}}
+    prompt["11"]["inputs"]["vae"] = ["13", 0]
+    _, image, _ = run(server, prompt)
+    nodes = by_id(runtime_doc(image))
+    status = {i: n["status"] for i, n in nodes.items()}
+    executed = sorted(i for i, s in status.items() if s == "executed")
+    assert executed == ["11", "13"], status
+    assert nodes["13"]["class_type"] == "VAELoader"
+    assert nodes["13"]["inputs"]["vae_name"] == models.vae_name
+    # Loading the checkpoint, encoding and sampling were all served from ComfyUI's cache.
+    assert status["1"] == status["10"] == "cached"
+    with Image.open(image) as a, Image.open(first_run[2]) as b:
+        assert a.size == b.size == (64, 64)
+        assert a.tobytes() != b.tobytes()  # a different VAE decoded the same latent
