@@ -41,6 +41,7 @@ def server(
     server = start_comfy(
         env={"AAA_METADATA_ENABLE_HOOKS": "1", "AAA_METADATA_LOG_DIR": str(logs)},
         model_dirs=models.model_dirs(),
+        extra_nodes={"testpack": Path(__file__).resolve().parent / "testpack"},
     )
     yield server
     server.stop()  # now rather than at session end: it holds ~5 GB of fp32 weights
@@ -209,3 +210,52 @@ def test_a_standalone_vae_reuses_the_cached_sampling(
     with Image.open(image) as a, Image.open(first_run[2]) as b:
         assert a.size == b.size == (64, 64)
         assert a.tobytes() != b.tobytes()  # a different VAE decoded the same latent
+
+
+def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
+    server: ComfyServer, models: Models, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seed from a node the parser cannot compute; a switch whose choice only the run knows."""
+    prompt = txt2img(models, "reconcile")
+    prompt["8"] = {"class_type": "SeedFromText", "inputs": {"text": "cat", "modulo": 1000}}  # 833 at run time
+    prompt["20"] = {"class_type": "SeedFromText", "inputs": {"text": "owl", "modulo": 2}}  # selects 2
+    prompt["21"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a grey owl", "clip": ["4", 0]}}
+    prompt["22"] = {"class_type": "SwitchRuntimeMetadata", "inputs": {"select": ["20", 0], "on_1": ["5", 0], "on_2": ["21", 0]}}
+    prompt["10"]["inputs"].update(positive=["22", 0], cfg=1.0)  # cfg 1 halves the sampling time
+    prompt_id, image, _ = run(server, prompt)
+    with Image.open(image) as img:
+        img.load()
+        chunks = dict(img.text)
+    doc = json.loads(chunks["runtime_metadata"])
+    ai = doc["ai_info"]
+    assert doc["provenance"]["capture_mode"] == "parser+runtime"
+    generation = ai["generation"]
+    assert generation["sampler"]["seed"] == 833
+    assert generation["sampler"]["steps"] == 2
+    assert generation["positive"] == "a grey owl"
+    assert generation["negative"] == "blurry"
+    assert generation["model"] == models.checkpoint_name
+    assert [lora["strength_model"] for lora in generation["loras"]] == [0.0, 0.5]
+    assert ai["sources"]["sampler.seed"] == "runtime"
+    assert ai["parser"]["sampler"]["seed"] == "unknown (linked from node 8, SeedFromText)"
+    assert ai["parser"]["positive"] == "a red fox"  # the parser had to guess the switch
+    by_path = {d["path"]: d for d in ai["disagreements"]}
+    assert by_path["ai_info.generation.sampler.seed"]["runtime"] == 833
+    assert by_path["ai_info.generation.sampler.seed"]["cause"] == "value computed upstream"
+    assert by_path["ai_info.generation.positive"] == {
+        "path": "ai_info.generation.positive",
+        "parser": "a red fox",
+        "runtime": "a grey owl",
+        "cause": "switch picked another branch",
+    }
+    # The A1111 string galleries read carries the run's values.
+    params = chunks["parameters"]
+    assert params.startswith("a grey owl\nNegative prompt: blurry\nSteps: 2, Sampler: Euler, CFG scale: 1")
+    assert "Seed: 833" in params and "Size: 64x64" in params
+    assert f"Model: {Path(models.checkpoint_name).stem}" in params
+    # And the saved log rebuilds the very same document.
+    log_file = Path(server.env["AAA_METADATA_LOG_DIR"]) / f"{prompt_id}.rtlog"
+    from runtime_metadata.cli import main as cli_main
+
+    assert cli_main(["replay", str(log_file), "--check", str(image)]) == 0
+    assert "byte for byte" in capsys.readouterr().out
