@@ -14,7 +14,10 @@ from typing import Any
 from .errors import RuntimeMetadataError
 from .events.log import read_log_file
 from .projections.document import build_document, encode_document, save_nodes
+from .projections.runtime import project, runtime_document
+from .projections.timing import timing_stats
 from .writers.png import DOCUMENT_KEY, read_text_chunks
+from .writers.read import read_metadata
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 EXAMPLES = PACKAGE_DIR / "examples"
@@ -67,17 +70,19 @@ def summarize_document(doc: dict[str, Any], prompt: dict[str, Any] | None = None
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    chunks = read_text_chunks(args.image)
-    text = chunks.get(DOCUMENT_KEY)
-    if text is None:
-        _print(f"{args.image}: no runtime metadata (keys present: {', '.join(sorted(chunks)) or 'none'})")
+    meta = read_metadata(args.image)
+    for problem in meta.problems:
+        print(f"{args.image}: {problem}", file=sys.stderr)
+    if meta.document is None:
+        where = f"{meta.format} image" if meta.format else "not a PNG, JPEG or WebP image"
+        _print(f"{args.image}: no runtime metadata ({where})")
         return 1
-    doc = json.loads(text)
     if args.json:
-        _print(text)
+        _print(encode_document(meta.document))
     else:
-        prompt = json.loads(chunks["prompt"]) if "prompt" in chunks else None
-        _print(summarize_document(doc, prompt))
+        if meta.pointer:
+            _print(f"(document read from sidecar {meta.pointer.get('file')}, size and sha256 verified)")
+        _print(summarize_document(meta.document, meta.prompt if isinstance(meta.prompt, dict) else None))
     return 0
 
 
@@ -93,12 +98,15 @@ def _replayed(path: str, node: str | None) -> tuple[list[tuple[str, str]], list[
 
 def cmd_replay(args: argparse.Namespace) -> int:
     if args.check:
-        chunks = read_text_chunks(args.check)
-        embedded = chunks.get(DOCUMENT_KEY)
-        if embedded is None:
-            _print(f"{args.check}: no runtime metadata to check against")
+        meta = read_metadata(args.check)
+        if meta.document is None:
+            _print(f"{args.check}: no runtime metadata to check against ({'; '.join(meta.problems) or 'none embedded'})")
             return 2
-        node = json.loads(embedded)["runtime"]["saved_by"]["id"]
+        embedded = encode_document(meta.document)  # what the image holds is already canonical
+        node = str(((meta.document.get("runtime") or {}).get("saved_by") or {}).get("id", ""))
+        if not node:
+            _print(f"{args.check}: its document has no runtime block (saved without capture)")
+            return 2
         docs, warnings, _ = _replayed(args.log, node)
         for w in warnings:
             print(w, file=sys.stderr)
@@ -107,7 +115,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             _print(f"OK: replaying {args.log} rebuilds the document in {args.check} byte for byte")
             return 0
         at = next((i for i, (a, b) in enumerate(zip(rebuilt, embedded)) if a != b), min(len(rebuilt), len(embedded)))
-        _print(f"DIFFERENT at character {at}:\n  image : …{embedded[max(0, at - 40):at + 40]}\n  replay: …{rebuilt[max(0, at - 40):at + 40]}")
+        _print(
+            f"DIFFERENT at character {at}:\n  image : …{embedded[max(0, at - 40):at + 40]}\n"
+            f"  replay: …{rebuilt[max(0, at - 40):at + 40]}"
+        )
         return 1
     docs, warnings, prompt = _replayed(args.log, args.node)
     for w in warnings:
@@ -151,6 +162,34 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for key, value in dataclasses.asdict(cfg).items():
         _print(f"  {key} = {value!r}")
     _print("(add --url http://127.0.0.1:8188 to ask a running ComfyUI what capture is doing)")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    paths: list[Path] = []
+    for item in args.logs:
+        p = Path(item)
+        paths += sorted(p.glob("*.rtlog")) if p.is_dir() else [p]
+    docs = []
+    for path in paths:
+        result = read_log_file(path)
+        if result.damage:
+            print(f"{path}: damaged, {len(result.damage)} stretch(es) skipped", file=sys.stderr)
+        docs.append(runtime_document(project(None, result.events)))
+    report = timing_stats(docs)
+    if args.json:
+        _print(json.dumps(report, indent=1, sort_keys=True))
+        return 0
+    _print(f"{report['runs']} runs, {report['nodes_executed']} node executions, {report['nodes_cached']} cached")
+    wall = report["wall_ms"]
+    if wall:
+        _print(f"run wall time: median {wall['median']} ms, max {wall['max']} ms")
+    hooks = report["hooks"]
+    _print(f"capture overhead: {hooks['calls']} hook calls, {hooks['total_ms']} ms in all, max {hooks['max_ms']} ms, "
+           f"{hooks['share'] * 100:.2f}% of run time")
+    _print(f"{'class_type':<36} {'calls':>7} {'total ms':>10} {'mean ms':>9} {'max ms':>9}")
+    for ct, row in sorted(report["by_class"].items(), key=lambda kv: -kv[1]["total_ms"]):
+        _print(f"{ct:<36} {row['calls']:>7} {row['total_ms']:>10.3f} {row['mean_ms']:>9.3f} {row['max_ms']:>9.3f}")
     return 0
 
 
@@ -219,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--node", help="the save node whose document to rebuild (default: every one)")
     replay.add_argument("--check", metavar="IMAGE", help="verify the image's document is rebuilt byte for byte")
     replay.set_defaults(func=cmd_replay)
+    stats = sub.add_parser("stats", help="timing statistics over saved event logs (files or folders)")
+    stats.add_argument("logs", nargs="+")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=cmd_stats)
     doctor = sub.add_parser("doctor", help="show the configuration, or a running ComfyUI's capture status")
     doctor.add_argument("--url", help="ComfyUI's address, e.g. http://127.0.0.1:8188")
     doctor.set_defaults(func=cmd_doctor)

@@ -210,7 +210,12 @@ def runtime_document(state: RunState, saved_by: str | None = None) -> dict[str, 
             "cached_nodes": sum(1 for n in nodes if n.get("cached")),
             "node_time_ms": _ns_to_ms(executed_ns),
             "by_class": {
-                ct: {"calls": len(ds), "total_ms": _ns_to_ms(sum(ds)), "max_ms": _ns_to_ms(max(ds))}
+                ct: {
+                    "calls": len(ds),
+                    "total_ms": _ns_to_ms(sum(ds)),
+                    "mean_ms": _ns_to_ms(sum(ds) // len(ds)),
+                    "max_ms": _ns_to_ms(max(ds)),
+                }
                 for ct, ds in sorted(by_class.items())
             },
         },
@@ -219,10 +224,13 @@ def runtime_document(state: RunState, saved_by: str | None = None) -> dict[str, 
         doc["saved_by"] = {"id": saved_by, "class_type": _class_of(state.prompt, saved_by)}
     if state.end_ns is not None:
         doc["timing"]["wall_ms"] = _ns_to_ms(state.end_ns - state.t0_ns)
+        wall = state.end_ns - state.t0_ns
         doc["timing"]["hooks"] = {
             "calls": state.hook_calls,
             "total_ms": _ns_to_ms(state.hook_total_ns),
             "max_ms": _ns_to_ms(state.hook_max_ns),
+            # Share of the run's wall time spent in capture code (0..1, 4 decimals).
+            "share": round(state.hook_total_ns / wall, 4) if wall > 0 else 0.0,
         }
     if state.error_type or state.error_message:
         doc["error"] = {"type": state.error_type, "message": state.error_message}

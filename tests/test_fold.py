@@ -29,8 +29,8 @@ def test_nodes_come_out_in_run_order_with_inputs_durations_and_cached_flag(event
     assert doc["timing"]["cached_nodes"] == 1
     assert doc["timing"]["node_time_ms"] == 2.001
     assert doc["timing"]["wall_ms"] == 2.099
-    assert doc["timing"]["hooks"] == {"calls": 9, "total_ms": 0.005, "max_ms": 0.001}
-    assert doc["timing"]["by_class"]["EmptyImage"] == {"calls": 1, "total_ms": 1.0, "max_ms": 1.0}
+    assert doc["timing"]["hooks"] == {"calls": 9, "total_ms": 0.005, "max_ms": 0.001, "share": 0.0022}
+    assert doc["timing"]["by_class"]["EmptyImage"] == {"calls": 1, "total_ms": 1.0, "mean_ms": 1.0, "max_ms": 1.0}
 
 
 def test_a_save_node_sees_only_its_own_ancestors(events):

@@ -1,0 +1,52 @@
+"""Timing statistics across runs: per class type, wall time, capture overhead. Pure."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+
+def timing_stats(documents: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregate the ``timing`` and ``nodes`` of runtime documents (one per run)."""
+    runs = 0
+    executed = cached = 0
+    walls: list[float] = []
+    hook_calls = 0
+    hook_total = hook_max = 0.0
+    by_class: dict[str, list[float]] = {}
+    for doc in documents:
+        runs += 1
+        timing = doc.get("timing") or {}
+        executed += int(timing.get("executed_nodes") or 0)
+        cached += int(timing.get("cached_nodes") or 0)
+        if "wall_ms" in timing:
+            walls.append(float(timing["wall_ms"]))
+        hooks = timing.get("hooks") or {}
+        hook_calls += int(hooks.get("calls") or 0)
+        hook_total += float(hooks.get("total_ms") or 0.0)
+        hook_max = max(hook_max, float(hooks.get("max_ms") or 0.0))
+        for node in doc.get("nodes") or ():
+            if "duration_ms" in node:
+                by_class.setdefault(str(node.get("class_type")), []).append(float(node["duration_ms"]))
+    return {
+        "runs": runs,
+        "nodes_executed": executed,
+        "nodes_cached": cached,
+        "wall_ms": {"median": round(statistics.median(walls), 3), "max": round(max(walls), 3)} if walls else None,
+        "hooks": {
+            "calls": hook_calls,
+            "total_ms": round(hook_total, 3),
+            "max_ms": round(hook_max, 3),
+            "share": round(hook_total / sum(walls), 4) if walls and sum(walls) > 0 else 0.0,
+        },
+        "by_class": {
+            ct: {
+                "calls": len(ds),
+                "total_ms": round(sum(ds), 3),
+                "mean_ms": round(sum(ds) / len(ds), 3),
+                "max_ms": round(max(ds), 3),
+            }
+            for ct, ds in sorted(by_class.items())
+        },
+    }
