@@ -23,10 +23,19 @@ WORKFLOW = {"nodes": [], "links": [], "version": 0.4, "extra": {"note": "kept as
 
 
 @pytest.fixture(scope="module")
-def server(start_comfy: Callable[..., ComfyServer], tmp_path_factory: pytest.TempPathFactory) -> ComfyServer:
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "config.json"
+    path.write_text(json.dumps({"runtime_hooks": {"enabled": True, "inline_size_limit_kb": 32}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(
+    start_comfy: Callable[..., ComfyServer], tmp_path_factory: pytest.TempPathFactory, config_file: Path
+) -> ComfyServer:
     logs = tmp_path_factory.mktemp("rtlogs")
     return start_comfy(
-        env={"AAA_METADATA_ENABLE_HOOKS": "1", "AAA_METADATA_LOG_DIR": str(logs)},
+        env={"AAA_METADATA_CONFIG": str(config_file), "AAA_METADATA_LOG_DIR": str(logs)},
         extra_nodes={"testpack": TESTPACK},
     )
 
@@ -111,3 +120,51 @@ def test_disable_metadata_is_honoured(start_comfy: Callable[..., ComfyServer]) -
     with Image.open(image) as img:
         img.load()
         assert dict(img.text) == {}
+
+
+def test_a_large_document_goes_to_a_sidecar_when_the_limit_changes_without_restart(
+    server: ComfyServer, config_file: Path
+) -> None:
+    _, (inline,) = run(server, graph({"filename_prefix": "limit-32"}, color=0x010101))
+    config_file.write_text(json.dumps({"runtime_hooks": {"enabled": True, "inline_size_limit_kb": 0}}))
+    try:
+        _, (sidecar_image,) = run(server, graph({"filename_prefix": "limit-0"}, color=0x020202))
+    finally:
+        config_file.write_text(json.dumps({"runtime_hooks": {"enabled": True, "inline_size_limit_kb": 32}}))
+    assert read_metadata(inline).pointer is None
+    meta = read_metadata(sidecar_image)
+    assert meta.problems == []
+    assert meta.pointer is not None and meta.pointer["file"] == "limit-0_00001_.runtime.json.zst"
+    assert (sidecar_image.parent / meta.pointer["file"]).is_file()
+    assert meta.document["runtime"]["nodes"][0]["inputs"]["color"] == 0x020202  # followed and verified
+
+
+def test_privacy_choices_leave_out_the_workflow_or_the_runtime_block(server: ComfyServer) -> None:
+    _, (no_workflow,) = run(server, graph({"filename_prefix": "private-wf", "embed_workflow": False}, color=0x030303))
+    _, (no_runtime,) = run(server, graph({"filename_prefix": "private-rt", "embed_runtime": False}, color=0x040404))
+    meta = read_metadata(no_workflow)
+    assert meta.workflow is None and meta.prompt is not None and "runtime" in meta.document
+    meta = read_metadata(no_runtime)
+    assert meta.workflow == WORKFLOW and "runtime" not in meta.document and "ai_info" in meta.document
+
+
+def test_an_api_prompt_without_workflow_still_saves_with_comfyuis_chunks(server: ComfyServer) -> None:
+    prompt = graph({"filename_prefix": "api-only"}, color=0x050505)
+    prompt_id = server.queue(prompt)  # no extra_data at all, as API clients often send
+    entry = server.wait(prompt_id, timeout=120)
+    assert entry["status"]["status_str"] == "success"
+    image = server.output_dir / entry["outputs"]["2"]["images"][0]["filename"]
+    meta = read_metadata(image)
+    assert meta.prompt == prompt and meta.workflow is None and meta.document is not None
+
+
+def test_an_error_while_building_metadata_still_saves_the_image(server: ComfyServer) -> None:
+    prompt = graph({"filename_prefix": "fault"}, color=0x060606)
+    prompt["3"] = {"class_type": "BreakMetadataOnce", "inputs": {"images": ["1", 0]}}
+    prompt["2"]["inputs"]["images"] = ["3", 0]
+    _, (image,) = run(server, prompt)
+    meta = read_metadata(image)
+    assert meta.prompt == prompt and meta.workflow == WORKFLOW
+    assert meta.document is None
+    assert "could not build the metadata document" in server.log_text()
+    assert "injected metadata fault" in server.log_text()

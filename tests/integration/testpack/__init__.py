@@ -55,4 +55,38 @@ class KeyedColor:
         return (color,)
 
 
-NODE_CLASS_MAPPINGS = {"SeedFromText": SeedFromText, "SeedList": SeedList, "KeyedColor": KeyedColor}
+class BreakMetadataOnce:
+    """Fault injection: makes the plugin's next document build raise, then passes images on.
+
+    Only for tests: it reaches into the loaded plugin (``sys.modules``) the way a buggy
+    dependency or an unexpected ComfyUI change would break it.
+    """
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",)}}
+
+    def run(self, images):
+        import sys
+
+        nodes = next(m for name, m in sys.modules.items() if name.endswith(".nodes") and hasattr(m, "build_save_document"))
+        original = nodes.build_save_document
+
+        def broken(*args, **kwargs):
+            nodes.build_save_document = original
+            raise RuntimeError("injected metadata fault")
+
+        nodes.build_save_document = broken
+        return (images,)
+
+
+NODE_CLASS_MAPPINGS = {
+    "SeedFromText": SeedFromText,
+    "SeedList": SeedList,
+    "KeyedColor": KeyedColor,
+    "BreakMetadataOnce": BreakMetadataOnce,
+}
