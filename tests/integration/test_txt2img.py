@@ -259,3 +259,32 @@ def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
 
     assert cli_main(["replay", str(log_file), "--check", str(image)]) == 0
     assert "byte for byte" in capsys.readouterr().out
+
+
+def test_two_save_branches_each_describe_their_own_sampler(server: ComfyServer, models: Models) -> None:
+    """One checkpoint, two samplers with their own seeds and prompts, one save node each."""
+    prompt = txt2img(models, "branch-a")
+    prompt["10"]["inputs"].update(cfg=1.0, seed=111, steps=1)
+    prompt["30"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a blue jay", "clip": ["4", 0]}}
+    prompt["31"] = {"class_type": "KSampler", "inputs": {**prompt["10"]["inputs"], "seed": 222, "positive": ["30", 0]}}
+    prompt["32"] = {"class_type": "VAEDecode", "inputs": {"samples": ["31", 0], "vae": ["1", 2]}}
+    prompt["33"] = {"class_type": "SaveImageRuntimeMetadata", "inputs": {"images": ["32", 0], "filename_prefix": "branch-b"}}
+    prompt_id = server.queue(prompt)
+    entry = server.wait(prompt_id, timeout=RUN_TIMEOUT)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    docs = {}
+    for save_id in ("12", "33"):
+        (img,) = entry["outputs"][save_id]["images"]
+        with Image.open(server.output_dir / img["subfolder"] / img["filename"]) as image:
+            image.load()
+            docs[save_id] = json.loads(image.text["runtime_metadata"])
+    a, b = docs["12"], docs["33"]
+    assert a["ai_info"]["generation"]["sampler"]["seed"] == 111
+    assert a["ai_info"]["generation"]["positive"] == "a red fox"
+    assert b["ai_info"]["generation"]["sampler"]["seed"] == 222
+    assert b["ai_info"]["generation"]["positive"] == "a blue jay"
+    ids_a = {n["id"] for n in a["runtime"]["nodes"]}
+    ids_b = {n["id"] for n in b["runtime"]["nodes"]}
+    assert "31" not in ids_a and "30" not in ids_a and "10" in ids_a
+    assert "10" not in ids_b and "5" not in ids_b and "31" in ids_b
+    assert a["ai_info"]["disagreements"] == [] and b["ai_info"]["disagreements"] == []
