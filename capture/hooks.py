@@ -17,21 +17,37 @@ call       ``execution.get_output_data``        resolved inputs, start/end of th
 Contract: a wrapper passes every argument through, returns what the wrapped function
 returned and re-raises what it raised. Capture code never raises into ComfyUI: any exception
 in it is logged once and switches capture off for the rest of the process.
+
+The modern executor calls ``execute`` several times for one node and ``get_output_data`` at
+most once; the hooks follow what the node really did:
+
+* lazy inputs: the passes that return PENDING before the call record nothing; the node is
+  recorded once, from its ``get_output_data`` call.
+* async nodes: ``get_output_data`` returns the node's running ``asyncio.Task`` objects; the
+  node ends when the last of them is done (a done-callback), not when ComfyUI re-enters it.
+* node expansion: the expanding node ends when ``execute`` re-enters it after its subgraph;
+  the nodes it created are recorded with their display and parent ids (from the
+  ``DynamicPrompt``), failures under ComfyUI's real node id are matched back to them, and a
+  node still waiting when the run ends is closed with the run's outcome.
+* cached nodes: only ComfyUI's ``execution_cached`` list records them; the early return of an
+  output node from the cache records nothing more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
 import traceback
 from collections.abc import Callable
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted
-from .recorder import Recorder, RunStore, current_node, current_run
-from .summary import REDACTED, summarize_inputs
+from .recorder import Recorder, RunStore, current_node, current_run, fit_ints
+from .summary import MAX_STRING, REDACTED, is_secret_name, scrub_secrets, summarize_inputs
 
 log = logging.getLogger("runtime_metadata")
 
@@ -94,6 +110,10 @@ class Hook:
 
     def __init__(self, params: list[str]) -> None:
         self.index = {p: i for i, p in enumerate(params)}
+        self.setup()
+
+    def setup(self) -> None:
+        """Precompute what the hot path needs from ``index``."""
 
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # pragma: no cover
         raise NotImplementedError
@@ -117,9 +137,11 @@ class RunHook(Hook):
             extra = _arg(args, kwargs, ix.get("extra_data", 99), "extra_data", None) or {}
             pnginfo = extra.get("extra_pnginfo") if isinstance(extra, dict) else None
             workflow = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
+            # Credentials typed into widgets stay out of the log (and so out of every image).
+            prompt, workflow = scrub_secrets(prompt if isinstance(prompt, dict) else {}, workflow)
             rec = Recorder(
                 prompt_id,
-                prompt if isinstance(prompt, dict) else {},
+                prompt,
                 workflow,
                 STATUS.generation,
                 _settings.get("plugin_version", lambda: "")(),
@@ -140,6 +162,8 @@ class RunHook(Hook):
             current_run.set(None)
         try:
             status, etype, emsg = _run_outcome(executor, exc)
+            if rec.pending:
+                _close_pending(rec, executor, status, etype, emsg)
             data = rec.finish(status, etype, emsg)
             STORE.limit = max(1, int(_settings.get("max_runs", lambda: STORE.limit)()))
             STORE.put(rec.prompt_id, data)
@@ -155,15 +179,36 @@ def _run_outcome(executor: Any, exc: BaseException | None) -> tuple[str, str | N
     """success / error / interrupted, from ComfyUI's own status messages."""
     if exc is not None:
         kind = "interrupted" if "Interrupt" in type(exc).__name__ else "error"
-        return kind, type(exc).__name__, str(exc)[:2000]
-    for event, data in reversed(getattr(executor, "status_messages", None) or []):
-        if event == "execution_interrupted":
-            return "interrupted", None, None
-        if event == "execution_error" and isinstance(data, dict):
-            return "error", str(data.get("exception_type")), str(data.get("exception_message"))[:2000]
+        return kind, type(exc).__name__, _cut(exc)
+    event, data = _error_message(executor)
+    if event == "execution_interrupted":
+        return "interrupted", None, None
+    if event == "execution_error":
+        # Modern ComfyUI appends "\n" + tips (empty unless out of memory) to the message.
+        return "error", str(data.get("exception_type")), str(data.get("exception_message")).rstrip()[:2000]
     if getattr(executor, "success", True) is False:
         return "error", None, None
     return "success", None, None
+
+
+def _error_message(executor: Any) -> tuple[str | None, dict[str, Any]]:
+    """ComfyUI's last execution_error / execution_interrupted status message, if any."""
+    for event, data in reversed(getattr(executor, "status_messages", None) or []):
+        if event in ("execution_interrupted", "execution_error") and isinstance(data, dict):
+            return event, data
+    return None, {}
+
+
+def _close_pending(rec: Recorder, executor: Any, status: str, etype: str | None, emsg: str | None) -> None:
+    """End the nodes still waiting when the run ended (an expanded node whose subgraph failed)."""
+    t0 = _perf()
+    failed_at = str(_error_message(executor)[1].get("node_id"))
+    node_status = {"success": "executed", "interrupted": "interrupted"}.get(status, "failed")
+    for node_id in sorted(rec.pending, key=_id_order):
+        own = node_id == failed_at
+        rec.append(NodeFinished(node_id, t0, node_status, etype if own else None, emsg if own else None))
+    rec.pending.clear()
+    rec.charge(t0)
 
 
 class MessageHook(Hook):
@@ -179,8 +224,8 @@ class MessageHook(Hook):
             if _arg(args, kwargs, self.index["event"], "event") == "execution_cached":
                 t0 = _perf()
                 data = _arg(args, kwargs, self.index["data"], "data", {}) or {}
-                for node_id in data.get("nodes") or ():
-                    nid = str(node_id)
+                # ComfyUI lists them from a set; sort so that logs of equal runs are equal.
+                for nid in sorted((str(n) for n in data.get("nodes") or ()), key=_id_order):
                     rec.append(NodeCached(nid, rec.class_type(nid), t0))
                 rec.charge(t0)
         except Exception as exc:  # noqa: BLE001
@@ -196,12 +241,21 @@ class NodeHook(Hook):
 
     name = "node"
 
+    def setup(self) -> None:
+        self.i_item = self.index["current_item"]
+        self.i_dyn = self.index.get("dynprompt")
+
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         rec = current_run.get()
         if rec is None:
             return None
         try:
-            node_id = str(_arg(args, kwargs, self.index["current_item"], "current_item"))
+            i = self.i_item
+            node_id = args[i] if i < len(args) else kwargs.get("current_item")
+            if type(node_id) is not str:
+                node_id = str(node_id)
+            if self.i_dyn is not None and rec.dynprompt is None:
+                rec.dynprompt = _arg(args, kwargs, self.i_dyn, "dynprompt")
             return rec, node_id, current_node.set(node_id)
         except Exception as exc:  # noqa: BLE001
             fault("node: start", exc)
@@ -213,39 +267,105 @@ class NodeHook(Hook):
             current_node.reset(token)
         except ValueError:
             current_node.set(None)
-        if node_id in rec.started or rec.finished:
+        if rec.finished:
             return
         try:
-            # The node failed before its function was called (e.g. while fetching inputs).
+            waiting = rec.pending
+            if node_id in rec.started and (not waiting or node_id not in waiting):
+                # The call hook has recorded this node. Only an async node whose result
+                # expanded into a subgraph comes back PENDING after that: it ends at its next
+                # re-entry.
+                if exc is None and not (type(result) is tuple and result and result[0] is True) and _flag(result) == "PENDING":
+                    waiting[node_id] = _REENTRY
+                return
+            pending = waiting.get(node_id)
             t0 = _perf()
             if exc is not None:
-                rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, str(exc)[:2000]))
-            elif isinstance(result, tuple) and len(result) >= 2 and _is_failure(result[0]):
-                error = result[1] if isinstance(result[1], dict) else {}
-                if str(error.get("node_id")) == node_id:
-                    ex = result[2] if len(result) > 2 else None
-                    status = _failure_status(ex) if ex is not None else "failed"
-                    rec.append(
-                        NodeFinished(
-                            node_id,
-                            t0,
-                            status,
-                            error.get("exception_type") or (type(ex).__name__ if ex else None),
-                            (error.get("exception_message") or (str(ex) if ex else None) or "")[:2000] or None,
+                rec.pending.pop(node_id, None)
+                rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, _cut(exc)))
+            else:
+                flag = _flag(result)
+                if flag == "FAILURE":
+                    # Failed before its function was called (fetching inputs, check_lazy_status),
+                    # or, for a node that expanded or went async, while its pending work completed.
+                    error = result[1] if isinstance(result[1], dict) else {}
+                    if pending is not None or _own_error(rec, node_id, error.get("node_id")):
+                        rec.pending.pop(node_id, None)
+                        if node_id not in rec.started and node_id not in rec.prompt and rec.dynprompt is not None:
+                            # An expanded node that failed before its call: keep its ids.
+                            rec.append(_ephemeral_started(rec, node_id, None, t0))
+                        ex = result[2] if len(result) > 2 else None
+                        message = error.get("exception_message") or ex or ""
+                        rec.append(
+                            NodeFinished(
+                                node_id,
+                                t0,
+                                _failure_status(ex) if isinstance(ex, BaseException) else "failed",
+                                error.get("exception_type") or (type(ex).__name__ if ex else None),
+                                str(message).rstrip()[:2000] or None,
+                            )
                         )
-                    )
+                elif flag == "SUCCESS" and pending is not None:
+                    # Re-entered after its expanded subgraph (or, as a fallback, its async tasks)
+                    # completed: the node is done now.
+                    del rec.pending[node_id]  # a _TaskWatch not yet called back now does nothing
+                    rec.append(NodeFinished(node_id, t0, "executed"))
             rec.charge(t0)
         except Exception as exc2:  # noqa: BLE001
             fault("node: end", exc2)
 
 
-def _is_failure(flag: Any) -> bool:
-    """The first item of execute()'s result: True/False (2024) or ExecutionResult (modern)."""
-    if flag is True:
-        return False
-    if flag is False:
+#: ``rec.pending`` marker: the node ends when ``execute()`` re-enters it (node expansion).
+_REENTRY = "re-entry"
+
+
+def _flag(result: Any) -> str | None:
+    """SUCCESS / FAILURE / PENDING from the first item of the per-node function's result.
+
+    March-2024 ``recursive_execute`` returns True/False, modern ``execute`` an ExecutionResult.
+    """
+    if type(result) is not tuple or not result:
+        return None
+    flag = result[0]
+    try:
+        return _FLAGS[flag]
+    except (KeyError, TypeError):
+        pass
+    if flag is True or flag is False:
+        return "SUCCESS" if flag else "FAILURE"
+    name = getattr(flag, "name", None)
+    name = name if isinstance(name, str) else None
+    if type(flag).__hash__ is not None and len(_FLAGS) < 64:
+        _FLAGS[flag] = name
+    return name
+
+
+#: ExecutionResult members seen, by identity of value -> their name.
+_FLAGS: dict[Any, str | None] = {True: "SUCCESS", False: "FAILURE"}
+
+
+def _own_error(rec: Recorder, node_id: str, error_node: Any) -> bool:
+    """True when the failure reported by the per-node function is this node's own.
+
+    March 2024 recurses, so a node's result may carry an upstream node's failure (its id is in
+    the error). Modern ComfyUI reports a failure of an expanded node under its real node id.
+    """
+    error_node = str(error_node)
+    if error_node == node_id:
         return True
-    return getattr(flag, "name", "") == "FAILURE"
+    dyn = rec.dynprompt
+    if dyn is None or node_id in rec.prompt:
+        return False
+    return str(dyn.get_real_node_id(node_id)) == error_node
+
+
+def _cut(exc: BaseException) -> str:
+    return str(exc)[:2000]
+
+
+def _id_order(node_id: str) -> tuple[int, str]:
+    """Numeric-looking ids in numeric order ("2" before "10"), any id accepted."""
+    return len(node_id), node_id
 
 
 def _failure_status(exc: BaseException) -> str:
@@ -253,9 +373,36 @@ def _failure_status(exc: BaseException) -> str:
 
 
 class CallHook(Hook):
-    """``get_output_data``: the node function called with its resolved inputs."""
+    """``get_output_data``: the node function called with its resolved inputs.
+
+    This runs for every node of every run, so it is written for speed: parameter positions
+    are found once, input names are classified once per node class (``_plans``), and the
+    common values (ints, short strings, finite floats, booleans, None) are kept as they are
+    without a call into ``summary``; anything else goes through ``summarize_inputs``.
+    """
 
     name = "call"
+
+    def setup(self) -> None:
+        ix = self.index
+        self.i_uid = ix.get("unique_id")
+        self.i_obj = ix["obj"]
+        self.i_inputs = ix["input_data_all"]
+        # The positional arguments it needs, in one C call (ComfyUI passes them positionally).
+        if self.i_uid is None:
+            self.positional = itemgetter(self.i_obj, self.i_inputs)
+        else:
+            self.positional = itemgetter(self.i_uid, self.i_obj, self.i_inputs)
+
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """The same as ``positional`` when some of them come as keywords."""
+        got = (
+            _arg(args, kwargs, self.i_obj, "obj"),
+            _arg(args, kwargs, self.i_inputs, "input_data_all"),
+        )
+        if self.i_uid is None:
+            return got
+        return (_arg(args, kwargs, self.i_uid, "unique_id"), *got)
 
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         rec = current_run.get()
@@ -263,38 +410,162 @@ class CallHook(Hook):
             return None
         t0 = _perf()
         try:
-            ix = self.index
-            if "unique_id" in ix:
-                node_id = str(_arg(args, kwargs, ix["unique_id"], "unique_id"))
-            else:
+            try:
+                got = self.positional(args)
+            except IndexError:
+                got = self._arguments(args, kwargs)
+            if self.i_uid is None:
+                obj, inputs = got
                 node_id = current_node.get() or "?"
-            obj = _arg(args, kwargs, ix["obj"], "obj")
-            inputs = _arg(args, kwargs, ix["input_data_all"], "input_data_all") or {}
-            skip, secret = _hidden_names(type(obj))
-            values = summarize_inputs(inputs, skip)
-            for name in secret:
-                if name in values:
-                    values[name] = [REDACTED]
+            else:
+                node_id, obj, inputs = got
+                if type(node_id) is not str:
+                    node_id = str(node_id)
+            if inputs is None:
+                inputs = {}
+            cls = type(obj)
+            # Fast path: input names seen before for this class with nothing to leave out or
+            # redact, every value a one-item list of a plain scalar (int, short str, finite
+            # float, bool, None). Then the summary is ComfyUI's dict itself: it is encoded at
+            # once (the log keeps bytes, never the event) and nothing of it is kept.
+            key = (cls, tuple(inputs))
+            values = None
+            longest = 1
+            if key in _clean:
+                try:
+                    for vals in inputs.values():
+                        if type(vals) is not list:
+                            break
+                        (v,) = vals  # ValueError for a batch list (or an empty one)
+                        k = type(v)
+                        if (
+                            k is int
+                            or (k is str and len(v) <= MAX_STRING)
+                            or (k is float and v - v == 0.0)
+                            or k is bool
+                            or v is None
+                        ):
+                            continue
+                        break
+                    else:
+                        values = inputs
+                except ValueError:
+                    pass
+            if values is None:
+                values, longest = _summarize(key, inputs)
+                if longest > 1 and getattr(obj, "INPUT_IS_LIST", False):
+                    longest = 1  # called once with the whole lists
             rec.started.add(node_id)
-            rec.append(NodeStarted(node_id, rec.class_type(node_id, obj), t0))
-            rec.append(NodeInputs(node_id, _perf(), values, _calls(obj, inputs)))
-            rec.charge(t0)
-            return rec, node_id
+            append = rec.log.append
+            node = rec.prompt.get(node_id)
+            if node is None and rec.dynprompt is not None:
+                append(_ephemeral_started(rec, node_id, obj, t0))
+            else:
+                class_type = node.get("class_type") if type(node) is dict else None
+                if type(class_type) is not str:
+                    class_type = cls.__name__ if obj is not None else "?"
+                append(NodeStarted(node_id, class_type, t0))
+            try:
+                append(NodeInputs(node_id, t0, values, longest))
+            except OverflowError:  # an int beyond 64 bits: recorded as its decimal text
+                append(NodeInputs(node_id, t0, fit_ints(values), longest))
+            return rec, node_id, _perf() - t0  # charged with the end's own time, in end()
         except Exception as exc:  # noqa: BLE001
             fault("call: inputs", exc)
             return None
 
     def end(self, ctx: Any, result: Any, exc: BaseException | None) -> None:
-        rec, node_id = ctx
+        rec, node_id, begin_ns = ctx
         t0 = _perf()
         try:
-            if exc is None:
-                rec.append(NodeFinished(node_id, t0, "executed"))
+            if exc is not None:
+                rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, _cut(exc)))
+            elif type(result) is not tuple or len(result) < 4 or not (result[3] or result[2]):
+                rec.log.append(NodeFinished(node_id, t0, "executed"))
+            elif result[3]:
+                # Modern executor, async node: get_output_data returned its still running
+                # asyncio.Tasks (result[0]); the node ends when the last of them does.
+                _watch_tasks(rec, node_id, result[0])
             else:
-                rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, str(exc)[:2000]))
-            rec.charge(t0)
+                # Node expansion (result[2]): it ends when execute() re-enters it after its
+                # subgraph has run.
+                rec.pending[node_id] = _REENTRY
+            spent = _perf() - t0
+            rec.hook_calls += 2
+            rec.hook_total_ns += begin_ns + spent
+            if spent < begin_ns:
+                spent = begin_ns
+            if spent > rec.hook_max_ns:
+                rec.hook_max_ns = spent
         except Exception as exc2:  # noqa: BLE001
             fault("call: end", exc2)
+
+
+class _TaskWatch:
+    """Records an async node's end when the last of its asyncio.Tasks is done."""
+
+    __slots__ = ("rec", "node_id", "tasks", "left")
+
+    def __init__(self, rec: Recorder, node_id: str, tasks: list[Any]) -> None:
+        self.rec = rec
+        self.node_id = node_id
+        self.tasks = tasks
+        self.left = len(tasks)
+
+    def done(self, _task: Any) -> None:
+        """Done-callback of each task; runs on the event loop, so it must never raise."""
+        self.left -= 1
+        if self.left != 0:
+            return
+        rec = self.rec
+        if rec.finished or not STATUS.active or rec.pending.get(self.node_id) is not self:
+            return
+        t0 = _perf()
+        try:
+            del rec.pending[self.node_id]
+            status, etype, emsg = "executed", None, None
+            for task in self.tasks:  # ComfyUI re-raises the first failed task's exception
+                if task.cancelled():
+                    status, etype, emsg = "interrupted", "CancelledError", "the task was cancelled"
+                    break
+                error = task.exception()
+                if error is not None:
+                    status, etype, emsg = _failure_status(error), type(error).__name__, _cut(error)
+                    break
+            self.tasks = []
+            rec.append(NodeFinished(self.node_id, t0, status, etype, emsg))
+            rec.charge(t0)
+        except Exception as exc:  # noqa: BLE001
+            fault("call: async end", exc)
+
+
+def _watch_tasks(rec: Recorder, node_id: str, values: Any) -> None:
+    tasks = [v for v in values if isinstance(v, asyncio.Future) and not v.done()]
+    if not tasks:  # finished in the meantime (or not asyncio's): end at re-entry instead
+        rec.pending[node_id] = _REENTRY
+        return
+    watch = _TaskWatch(rec, node_id, tasks)
+    rec.pending[node_id] = watch
+    for task in tasks:
+        task.add_done_callback(watch.done)
+
+
+def _ephemeral_started(rec: Recorder, node_id: str, obj: Any, t0: int) -> NodeStarted:
+    """NodeStarted for a node created by node expansion, with its display and parent ids."""
+    dyn = rec.dynprompt
+    node = dyn.get_node(node_id) if hasattr(dyn, "get_node") else None
+    class_type = node.get("class_type") if isinstance(node, dict) else None
+    if class_type is None and obj is None:
+        class_type = "?"
+    display = dyn.get_display_node_id(node_id) if hasattr(dyn, "get_display_node_id") else None
+    parent = dyn.get_parent_node_id(node_id) if hasattr(dyn, "get_parent_node_id") else None
+    return NodeStarted(
+        node_id,
+        str(class_type or type(obj).__name__),
+        t0,
+        None if display is None else str(display),
+        None if parent is None else str(parent),
+    )
 
 
 _hidden_cache: dict[type, tuple[frozenset[str], frozenset[str]]] = {}
@@ -320,16 +591,59 @@ def _hidden_names(cls: type) -> tuple[frozenset[str], frozenset[str]]:
     return got
 
 
-def _calls(obj: Any, inputs: dict[str, Any]) -> int:
-    """How many times ComfyUI will call the node function for these inputs."""
-    if getattr(obj, "INPUT_IS_LIST", False):
-        return 1
-    longest = 0
-    for values in inputs.values():
-        n = len(values) if isinstance(values, list) else 1
-        if n > longest:
-            longest = n
-    return max(longest, 1)
+#: Per node class: input name -> _KEEP / _SKIP / _REDACT, filled as names are first seen.
+_plans: dict[type, dict[str, int]] = {}
+#: (node class, input names) seen with every name _KEEP: the fast path's precondition.
+_clean: set[tuple[type, tuple[str, ...]]] = set()
+_KEEP, _SKIP, _REDACT = 0, 1, 2
+_PLAN_LIMIT = 4096  # node packs with generated input names: stop remembering, keep working
+
+
+def _classify(cls: type, plan: dict[str, int], name: str) -> int:
+    """How input ``name`` of node class ``cls`` is recorded (as ``summarize_inputs`` would)."""
+    skip, secret = _hidden_names(cls)
+    if name in skip:
+        flag = _SKIP
+    elif name in secret or is_secret_name(name):
+        flag = _REDACT
+    else:
+        flag = _KEEP
+    if len(plan) < _PLAN_LIMIT:
+        plan[name] = flag
+    return flag
+
+
+def _summarize(key: tuple[type, tuple[str, ...]], inputs: dict[str, Any]) -> tuple[dict[str, list[Any]], int]:
+    """The summary of ``input_data_all`` and the longest batch list (the general path).
+
+    Same result as ``summarize_inputs`` with the class's hidden inputs left out or redacted,
+    except that a tuple is read as the list it stands for: ComfyUI passes ``(None,)`` for an
+    input it has not evaluated (an unused lazy input), which is recorded as ``[None]``.
+    """
+    cls = key[0]
+    plan = _plans.get(cls)
+    if plan is None:
+        plan = _plans[cls] = {}
+    values: dict[str, list[Any]] = {}
+    longest = 1
+    all_kept = True
+    for name, vals in inputs.items():
+        flag = plan.get(name)
+        if flag is None:
+            flag = _classify(cls, plan, name)
+        if flag:
+            all_kept = False
+            if flag == _REDACT:
+                values[name] = [REDACTED]
+            continue
+        if type(vals) is tuple:
+            vals = list(vals)
+        if isinstance(vals, list) and len(vals) > longest:
+            longest = len(vals)
+        values[name] = summarize_inputs({name: vals})[name]
+    if all_kept and len(_clean) < _PLAN_LIMIT:
+        _clean.add(key)
+    return values, longest
 
 
 # --------------------------------------------------------------------------- wrapping
@@ -338,21 +652,23 @@ def _calls(obj: Any, inputs: dict[str, Any]) -> int:
 def make_wrapper(original: Callable[..., Any], hook: Hook) -> Callable[..., Any]:
     """A wrapper around ``original`` that runs ``hook`` and is otherwise transparent."""
     state = {"passthrough": False}
+    begin = hook.begin
+    end = hook.end
 
     if inspect.iscoroutinefunction(original):
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             if state["passthrough"] or not STATUS.active:
                 return await original(*args, **kwargs)
-            ctx = hook.begin(args, kwargs)
+            ctx = begin(args, kwargs)
             if ctx is None:
                 return await original(*args, **kwargs)
             try:
                 result = await original(*args, **kwargs)
             except BaseException as exc:
-                hook.end(ctx, None, exc)
+                end(ctx, None, exc)
                 raise
-            hook.end(ctx, result, None)
+            end(ctx, result, None)
             return result
 
     else:
@@ -360,15 +676,19 @@ def make_wrapper(original: Callable[..., Any], hook: Hook) -> Callable[..., Any]
         def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             if state["passthrough"] or not STATUS.active:
                 return original(*args, **kwargs)
-            ctx = hook.begin(args, kwargs)
+            ctx = begin(args, kwargs)
             if ctx is None:
                 return original(*args, **kwargs)
             try:
                 result = original(*args, **kwargs)
             except BaseException as exc:
-                hook.end(ctx, None, exc)
+                end(ctx, None, exc)
                 raise
-            hook.end(ctx, result, None)
+            if type(result) is not tuple and inspect.isawaitable(result):
+                # A plain function in front of a coroutine function (another pack's sync
+                # wrapper around modern ComfyUI's async execute): end when it is awaited.
+                return _end_when_awaited(hook, ctx, result)
+            end(ctx, result, None)
             return result
 
     for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
@@ -379,6 +699,16 @@ def make_wrapper(original: Callable[..., Any], hook: Hook) -> Callable[..., Any]
     wrapper.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(wrapper, MARK, state)
     return wrapper
+
+
+async def _end_when_awaited(hook: Hook, ctx: Any, awaitable: Any) -> Any:
+    try:
+        result = await awaitable
+    except BaseException as exc:
+        hook.end(ctx, None, exc)
+        raise
+    hook.end(ctx, result, None)
+    return result
 
 
 def is_ours(func: Any) -> bool:
@@ -420,7 +750,12 @@ def wrap_points(execution: Any) -> tuple[list[WrapPoint], list[str]]:
     points: list[WrapPoint] = []
     skipped: list[str] = []
     executor = getattr(execution, "PromptExecutor", None)
-    node_attr = "execute" if callable(getattr(execution, "execute", None)) else "recursive_execute"
+    if callable(getattr(execution, "execute", None)):
+        node_attr = "execute"
+    elif callable(getattr(execution, "recursive_execute", None)):
+        node_attr = "recursive_execute"
+    else:
+        node_attr = "execute or recursive_execute"  # reported as not found
     candidates = [
         ("run", executor, "execute", ("self", "prompt", "prompt_id"), RunHook),
         ("message", executor, "add_message", ("self", "event", "data"), MessageHook),

@@ -15,6 +15,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ..events.log import FileLog, MemoryLog
 from ..events.schema import AnyEvent, HookStats, RunFinished, RunStarted
 
@@ -37,6 +39,8 @@ class Recorder:
         "started",
         "finished",
         "log_path",
+        "pending",
+        "dynprompt",
     )
 
     def __init__(
@@ -56,6 +60,11 @@ class Recorder:
         self.hook_max_ns = 0
         self.started: set[str] = set()
         self.finished = False
+        #: Nodes whose call returned but whose work goes on (async tasks, expanded subgraph),
+        #: with what will end them (see ``hooks``); whatever is left when the run ends is closed.
+        self.pending: dict[str, Any] = {}
+        #: Modern ComfyUI's DynamicPrompt, for the ids of expanded nodes; dropped at the end.
+        self.dynprompt: Any = None
         self.log_path: Path | None = None
         self.log: MemoryLog | FileLog
         if log_dir:
@@ -64,21 +73,27 @@ class Recorder:
             self.log = FileLog(self.log_path)
         else:
             self.log = MemoryLog()
-        self.log.append(
-            RunStarted(
-                prompt_id=prompt_id,
-                wall_ns=time.time_ns(),
-                t_ns=time.perf_counter_ns(),
-                prompt=prompt,
-                workflow=workflow,
-                comfyui=comfyui,
-                plugin=plugin,
-                environment=environment or {},
-            )
+        started = RunStarted(
+            prompt_id=prompt_id,
+            wall_ns=time.time_ns(),
+            t_ns=time.perf_counter_ns(),
+            prompt=prompt,
+            workflow=workflow,
+            comfyui=comfyui,
+            plugin=plugin,
+            environment=environment or {},
         )
+        try:
+            self.log.append(started)
+        except OverflowError:  # an int widget beyond 64 bits (INT inputs allow them)
+            self.log.append(msgspec.structs.replace(started, prompt=fit_ints(prompt), workflow=fit_ints(workflow)))
 
     def append(self, event: AnyEvent) -> None:
-        """Add one event to this run's log."""
+        """Add one event to this run's log.
+
+        The log encodes the event at once and keeps only bytes: the call hook relies on this
+        when it hands ComfyUI's own input dict (plain scalars only) to a ``NodeInputs``.
+        """
         self.log.append(event)
 
     def charge(self, t0: int) -> None:
@@ -101,6 +116,8 @@ class Recorder:
         self.append(HookStats(self.hook_calls, self.hook_total_ns, self.hook_max_ns))
         self.append(RunFinished(time.perf_counter_ns(), status, error_type, error_message))
         self.finished = True
+        self.dynprompt = None
+        self.pending.clear()
         if isinstance(self.log, FileLog):
             self.log.close()
         return self.log.to_bytes()
@@ -108,6 +125,24 @@ class Recorder:
     def snapshot(self) -> bytes:
         """The log as it stands now."""
         return self.log.to_bytes()
+
+
+#: The ints msgpack can hold; others are recorded as their decimal text.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def fit_ints(value: Any) -> Any:
+    """``value`` with every int msgpack cannot encode replaced by its decimal text.
+
+    Only called after an ``OverflowError`` from the log, so ordinary values cost nothing.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if _INT_MIN <= value <= _INT_MAX else str(int(value))
+    if isinstance(value, (list, tuple)):
+        return [fit_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: fit_ints(v) for k, v in value.items()}
+    return value
 
 
 def _safe_name(prompt_id: str) -> str:

@@ -1,0 +1,1152 @@
+"""Capture on modern ComfyUI's async executor: what is recorded, and what never breaks.
+
+The executor under test is ``tests/executors/modern.py``: ComfyUI 0.3.64's real signatures and
+call sequence (lazy inputs, async nodes, node expansion, the cache's early return), in the
+three signature forms seen in the wild, selected by ``VARIANTS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import gc
+import importlib.util
+import logging
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from runtime_metadata import capture
+from runtime_metadata.capture import hooks
+from runtime_metadata.capture.summary import REDACTED
+from runtime_metadata.events.log import read_log
+from runtime_metadata.events.schema import (
+    HookStats,
+    NodeCached,
+    NodeFinished,
+    NodeInputs,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
+from runtime_metadata.projections.runtime import project, runtime_document
+
+from .executors import testnodes
+
+EXECUTORS = Path(__file__).parent / "executors"
+
+#: name -> (parameters of ``execute``, keyword of V3 hidden inputs in ``get_output_data``)
+VARIANTS = {
+    "2026": (11, "v3_data"),
+    "0.3.64": (10, "hidden_inputs"),
+    "execute10+v3_data": (10, "v3_data"),
+}
+
+
+# --------------------------------------------------------------------------- test nodes
+
+
+class Lazy:
+    """Evaluates only the input it picks (``check_lazy_status``), like ComfyUI's switch nodes."""
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"use_a": ("BOOLEAN", {}), "a": ("INT", {"lazy": True}), "b": ("INT", {"lazy": True})}}
+
+    def check_lazy_status(self, use_a, a=None, b=None):
+        if use_a:
+            return ["a"] if a is None else []
+        return ["b"] if b is None else []
+
+    def run(self, use_a, a=None, b=None):
+        return (a if use_a else b,)
+
+
+class LazyBroken(Lazy):
+    """Fails in ``check_lazy_status``: before its function is ever called."""
+
+    def check_lazy_status(self, use_a, a=None, b=None):
+        raise RuntimeError("lazy check failed")
+
+
+class AsyncSleep:
+    """An async node: ComfyUI runs it as an asyncio.Task and comes back for the result."""
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    delay = 0.05
+    done_at: list[int] = []
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {})}}
+
+    async def run(self, value):
+        await asyncio.sleep(self.delay)
+        AsyncSleep.done_at.append(time.perf_counter_ns())
+        return (value * 2,)
+
+
+class AsyncFail(AsyncSleep):
+    async def run(self, value):
+        await asyncio.sleep(0.01)
+        raise RuntimeError(f"async boom {value}")
+
+
+class Expand:
+    """Node expansion: returns a subgraph of two Add nodes (value + 1 + 2)."""
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    builder: Any = None  # the executor module's GraphBuilder, set by the fixture
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {})}}
+
+    def run(self, value):
+        g = self.builder()
+        a = g.node("Add", a=value, b=1)
+        b = g.node("Add", a=a.out(0), b=2)
+        return {"result": (b.out(0),), "expand": g.finalize()}
+
+
+class ExpandNested(Expand):
+    """Expands into an Expand node (+10): ephemeral nodes of ephemeral nodes."""
+
+    def run(self, value):
+        g = self.builder()
+        a = g.node("Expand", value=value)
+        b = g.node("Add", a=a.out(0), b=10)
+        return {"result": (b.out(0),), "expand": g.finalize()}
+
+
+class ExpandFail(Expand):
+    """Expands into a node that fails in its function (Fail) or before it (LazyBroken)."""
+
+    inner = "Fail"
+
+    def run(self, value):
+        g = self.builder()
+        if self.inner == "Fail":
+            a = g.node("Fail", value=value)
+        else:
+            a = g.node("LazyBroken", use_a=True, a=value, b=0)
+        return {"result": (a.out(0),), "expand": g.finalize()}
+
+
+class Interrupter:
+    """Presses ComfyUI's interrupt button while it runs; the next node call is interrupted."""
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    interrupt: Any = None
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {})}}
+
+    def run(self, value):
+        self.interrupt(True)
+        return (value,)
+
+
+class Probe:
+    """An output node that always runs (IS_CHANGED is NaN) and notes the run capture shows it."""
+
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("*", {})}, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs):
+        return float("nan")
+
+    def run(self, value, unique_id=None):
+        rec = capture.live_run()
+        events = read_log(rec.snapshot()).events
+        Probe.seen.append(
+            (
+                events[0].prompt_id,
+                [(type(e).__name__, e.node_id) for e in events if isinstance(e, (NodeStarted, NodeCached))],
+            )
+        )
+        return {"ui": {"seen": [rec.prompt_id]}}
+
+
+class CloudNode:
+    """ComfyUI's API-node credentials, as hidden inputs with names no rule would call secret."""
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {"size": ("INT", {})},
+            "hidden": {"login": "AUTH_TOKEN_COMFY_ORG", "comfy_org": "API_KEY_COMFY_ORG"},
+        }
+
+    def run(self, size, login=None, comfy_org=None):
+        assert login == "tok-secret-1" and comfy_org == "key-secret-2"  # ComfyUI delivered them
+        return (size,)
+
+
+MODERN_NODES = {
+    c.__name__: c
+    for c in (Lazy, LazyBroken, AsyncSleep, AsyncFail, Expand, ExpandNested, ExpandFail, Interrupter, Probe, CloudNode)
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def load_modern(variant: str = "2026") -> ModuleType:
+    """A fresh copy of the modern test executor in one of its signature forms."""
+    params, kwarg = VARIANTS[variant]
+    spec = importlib.util.spec_from_file_location(f"execution_modern_{id(object())}", EXECUTORS / "modern.py")
+    module = importlib.util.module_from_spec(spec)
+    module.EXECUTE_PARAMS = params
+    module.HIDDEN_KWARG = kwarg
+    spec.loader.exec_module(module)
+    module.NODE_CLASS_MAPPINGS.update(testnodes.MAPPINGS)
+    module.NODE_CLASS_MAPPINGS.update(MODERN_NODES)
+    Expand.builder = module.GraphBuilder
+    Interrupter.interrupt = staticmethod(module.interrupt_processing)
+    return module
+
+
+def _clear_node_state() -> None:
+    testnodes.Sink.calls.clear()
+    AsyncSleep.done_at.clear()
+    AsyncSleep.delay = 0.05
+    Probe.seen.clear()
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
+    monkeypatch.setenv("AAA_METADATA_CONFIG", "/nonexistent/config.json")
+    monkeypatch.delenv("AAA_METADATA_LOG_DIR", raising=False)
+    hooks.reset()
+    _clear_node_state()
+    yield
+    hooks.reset()
+    _clear_node_state()
+
+
+@pytest.fixture
+def execution(env, variant):
+    module = load_modern(variant)
+    hooks.install(module, "test")
+    return module
+
+
+EXTRA = {
+    "extra_pnginfo": {"workflow": {"nodes": []}},
+    "auth_token_comfy_org": "tok-secret-1",
+    "api_key_comfy_org": "key-secret-2",
+}
+
+
+def run(execution, prompt, prompt_id="p1", outputs=("4",), executor=None, extra=None):
+    """Queue ``prompt`` as ComfyUI's server does: a fresh copy of the JSON for every run."""
+    executor = executor or execution.PromptExecutor()
+    executor.execute(copy.deepcopy(prompt), prompt_id, copy.deepcopy(extra or EXTRA), list(outputs))
+    return executor
+
+
+def events_of(prompt_id):
+    return read_log(hooks.STORE.get(prompt_id)).events
+
+
+def of(events, kind, node_id=None):
+    return [e for e in events if isinstance(e, kind) and (node_id is None or e.node_id == node_id)]
+
+
+def doc_of(prompt_id, saved_by=None):
+    return runtime_document(project(None, events_of(prompt_id)), saved_by=saved_by)
+
+
+def trace_calls(module) -> list[tuple[str, str, str, int]]:
+    """Wrap ``execute`` / ``get_output_data`` on top of capture; note each entry and exit."""
+    calls: list[tuple[str, str, str, int]] = []
+
+    def wrap(name: str, index: int) -> None:
+        inner = getattr(module, name)
+
+        async def tracer(*args, **kwargs):
+            calls.append((name, ">", args[index], time.perf_counter_ns()))
+            try:
+                return await inner(*args, **kwargs)
+            finally:
+                calls.append((name, "<", args[index], time.perf_counter_ns()))
+
+        tracer.__wrapped__ = inner
+        setattr(module, name, tracer)
+
+    wrap("execute", 3)
+    wrap("get_output_data", 1)
+    return calls
+
+
+def times(calls, name, direction, node_id):
+    return [t for n, d, nid, t in calls if (n, d, nid) == (name, direction, node_id)]
+
+
+TENSOR = f"{testnodes.Tensorish.__module__}.Tensorish"
+CHAIN = {
+    "1": {"class_type": "IntConst", "inputs": {"value": 16}},
+    "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": 48}},
+    "3": {"class_type": "MakeImage", "inputs": {"width": ["2", 0], "seed": 7}},
+    "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}},
+}
+
+
+# --------------------------------------------------------------------------- install
+
+
+def test_the_install_finds_all_four_wrap_points_of_the_modern_executor(execution):
+    assert hooks.STATUS.skipped == []
+    assert hooks.STATUS.installed == [
+        "run: PromptExecutor.execute",
+        "message: PromptExecutor.add_message",
+        f"node: {execution.__name__}.execute",
+        f"call: {execution.__name__}.get_output_data",
+    ]
+    assert hooks.STATUS.generation == "ComfyUI test, executor 2025+ (async execute)"
+    assert hooks.is_ours(execution.execute) and hooks.is_ours(execution.get_output_data)
+    assert asyncio.iscoroutinefunction(execution.execute)
+    assert asyncio.iscoroutinefunction(execution.get_output_data)
+
+
+# --------------------------------------------------------------------------- what is recorded
+
+
+def test_executed_nodes_are_recorded_in_order_with_class_type_inputs_and_durations(execution):
+    run(execution, CHAIN)
+    events = events_of("p1")
+    assert isinstance(events[0], RunStarted) and events[0].prompt_id == "p1"
+    assert events[0].prompt == CHAIN and events[0].workflow == {"nodes": []}
+    assert [(e.node_id, e.class_type, e.display_id, e.parent_id) for e in of(events, NodeStarted)] == [
+        ("1", "IntConst", None, None),
+        ("2", "Add", None, None),
+        ("3", "MakeImage", None, None),
+        ("4", "Sink", None, None),
+    ]
+    assert [(e.node_id, e.inputs, e.calls) for e in of(events, NodeInputs)] == [
+        ("1", {"value": [16]}, 1),
+        ("2", {"a": [16], "b": [48]}, 1),
+        ("3", {"width": [64], "seed": [7]}, 1),  # 64 exists only at run time
+        ("4", {"value": [{"type": TENSOR, "shape": [1, 8, 64, 3], "dtype": "torch.float32"}], "unique_id": ["4"]}, 1),
+    ]
+    assert [(e.node_id, e.status, e.error_type) for e in of(events, NodeFinished)] == [
+        (n, "executed", None) for n in "1234"
+    ]
+    assert of(events, NodeCached) == []
+    assert isinstance(events[-2], HookStats) and events[-2].calls > 0
+    assert isinstance(events[-1], RunFinished) and (events[-1].status, events[-1].error_type) == ("success", None)
+    # Each node's own start and end, one after the other.
+    started = {e.node_id: e.t_ns for e in of(events, NodeStarted)}
+    ended = {e.node_id: e.t_ns for e in of(events, NodeFinished)}
+    for a, b in zip("123", "234"):
+        assert started[a] < ended[a] <= started[b]
+    doc = doc_of("p1")
+    assert [(n["id"], n["class_type"], n["status"]) for n in doc["nodes"]] == [
+        ("1", "IntConst", "executed"),
+        ("2", "Add", "executed"),
+        ("3", "MakeImage", "executed"),
+        ("4", "Sink", "executed"),
+    ]
+    assert [n["duration_ms"] for n in doc["nodes"]] == [round((ended[n] - started[n]) / 1e6, 3) for n in "1234"]
+    assert doc["timing"]["executed_nodes"] == 4 and doc["timing"]["cached_nodes"] == 0
+    assert doc["status"] == "success" and doc["comfyui"] == "ComfyUI test, executor 2025+ (async execute)"
+
+
+def test_cached_nodes_are_marked_cached_without_a_duration(execution):
+    executor = run(execution, CHAIN, "first")
+    changed = {**CHAIN, "3": {"class_type": "MakeImage", "inputs": {"width": ["2", 0], "seed": 8}}}
+    run(execution, changed, "second", executor=executor)
+    doc = doc_of("second")
+    assert [(n["id"], n["class_type"], n["status"], n.get("cached"), "duration_ms" in n) for n in doc["nodes"]] == [
+        ("1", "IntConst", "cached", True, False),
+        ("2", "Add", "cached", True, False),
+        ("3", "MakeImage", "executed", None, True),
+        ("4", "Sink", "executed", None, True),
+    ]
+    assert doc["nodes"][2]["inputs"] == {"seed": 8, "width": 64}  # from the cache, as it ran
+    # A fully cached rerun: only the output node enters execute(), and returns at once.
+    calls = trace_calls(execution)
+    run(execution, changed, "third", executor=executor)
+    assert [(n, d, nid) for n, d, nid, _ in calls] == [("execute", ">", "4"), ("execute", "<", "4")]
+    events = events_of("third")
+    assert [type(e).__name__ for e in events] == ["RunStarted"] + ["NodeCached"] * 4 + ["HookStats", "RunFinished"]
+    assert [(e.node_id, e.class_type) for e in of(events, NodeCached)] == [
+        ("1", "IntConst"),
+        ("2", "Add"),
+        ("3", "MakeImage"),
+        ("4", "Sink"),
+    ]
+    assert events[-1].status == "success"
+    third = doc_of("third")
+    assert third["timing"]["cached_nodes"] == 4 and third["timing"]["executed_nodes"] == 0
+    assert doc_of("first")["timing"]["cached_nodes"] == 0
+
+
+def test_a_failing_node_is_recorded_with_its_error_and_the_run_closed_as_error(execution):
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 3}},
+        "2": {"class_type": "Fail", "inputs": {"value": ["1", 0]}},
+    }
+    executor = run(execution, prompt, outputs=("2",))
+    assert executor.success is False
+    events = events_of("p1")
+    assert [e.node_id for e in of(events, NodeStarted)] == ["1", "2"]
+    failed = of(events, NodeFinished, "2")
+    assert failed == [NodeFinished("2", failed[0].t_ns, "failed", "ValueError", "cannot handle 3")]
+    last = events[-1]
+    assert (last.status, last.error_type, last.error_message) == ("error", "ValueError", "cannot handle 3")
+    doc = doc_of("p1")
+    assert doc["status"] == "error"
+    assert doc["nodes"][1]["error"] == {"type": "ValueError", "message": "cannot handle 3"}
+    assert doc["error"] == {"type": "ValueError", "message": "cannot handle 3"}
+    assert capture.current_run.get() is None
+
+
+def test_a_node_failing_before_its_function_is_called_is_recorded_as_failed(execution):
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 3}},
+        "2": {"class_type": "LazyBroken", "inputs": {"use_a": True, "a": ["1", 0], "b": 4}},
+    }
+    run(execution, prompt, outputs=("2",))
+    events = events_of("p1")
+    assert of(events, NodeStarted, "2") == []  # its function was never called
+    failed = of(events, NodeFinished, "2")
+    assert failed == [NodeFinished("2", failed[0].t_ns, "failed", "RuntimeError", "lazy check failed")]
+    assert events[-1].status == "error"
+    assert [(n["id"], n["class_type"], n["status"]) for n in doc_of("p1")["nodes"]] == [
+        ("2", "LazyBroken", "failed")
+    ]
+
+
+def test_an_interrupted_run_is_marked_interrupted(execution):
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 3}},
+        "2": {"class_type": "Interrupter", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "Add", "inputs": {"a": ["2", 0], "b": 1}},
+        "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}},
+    }
+    executor = run(execution, prompt)
+    assert executor.success is False
+    events = events_of("p1")
+    assert [(e.node_id, e.status, e.error_type) for e in of(events, NodeFinished)] == [
+        ("1", "executed", None),
+        ("2", "executed", None),  # the interrupt is raised at the next node call
+        ("3", "interrupted", "InterruptProcessingException"),
+    ]
+    assert (events[-1].status, events[-1].error_type) == ("interrupted", None)
+    assert doc_of("p1")["status"] == "interrupted"
+
+
+def test_batch_lists_record_each_calls_own_values(execution):
+    prompt = {
+        "1": {"class_type": "SeedList", "inputs": {"start": 100, "count": 3}},
+        "2": {"class_type": "MakeImage", "inputs": {"width": 8, "seed": ["1", 0]}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+        "4": {"class_type": "SumList", "inputs": {"values": ["1", 0]}},
+        "5": {"class_type": "Sink", "inputs": {"value": ["4", 0]}},
+    }
+    run(execution, prompt, outputs=("3", "5"))
+    inputs = {e.node_id: (e.inputs, e.calls) for e in of(events_of("p1"), NodeInputs)}
+    assert inputs["1"] == ({"start": [100], "count": [3]}, 1)
+    assert inputs["2"] == ({"width": [8], "seed": [100, 101, 102]}, 3)  # OUTPUT_IS_LIST fanned out
+    assert inputs["4"] == ({"values": [100, 101, 102]}, 1)  # INPUT_IS_LIST: one call, the whole list
+    assert inputs["5"] == ({"value": [303], "unique_id": ["5"]}, 1)
+    shape = {"type": TENSOR, "dtype": "torch.float32"}
+    assert inputs["3"] == (
+        {"value": [{**shape, "shape": [1, 8, 8, 3]}] * 3, "unique_id": ["3"]},
+        3,
+    )
+    assert 303 in testnodes.Sink.calls
+    doc = doc_of("p1", saved_by="3")  # its ancestors: not the SumList branch, not itself
+    assert [n["id"] for n in doc["nodes"]] == ["1", "2"]
+    assert doc["nodes"][1]["calls"] == 3 and doc["nodes"][1]["inputs"] == {"seed": [100, 101, 102], "width": 8}
+
+
+def test_compound_subgraph_ids_stay_strings(execution):
+    prompt = {
+        "98:17": {"class_type": "IntConst", "inputs": {"value": 3}},
+        "98:2": {"class_type": "Add", "inputs": {"a": ["98:17", 0], "b": 4}},
+        "54:62:174": {"class_type": "Sink", "inputs": {"value": ["98:2", 0]}},
+    }
+    executor = run(execution, prompt, outputs=("54:62:174",))
+    run(execution, {**prompt, "54:62:174": {"class_type": "Sink", "inputs": {"value": ["98:17", 0]}}}, "again", ("54:62:174",), executor)
+    events = events_of("p1")
+    assert [e.node_id for e in of(events, NodeStarted)] == ["98:17", "98:2", "54:62:174"]
+    assert of(events, NodeInputs, "54:62:174")[0].inputs == {"value": [7], "unique_id": ["54:62:174"]}
+    assert [(e.node_id, e.parent_id, e.display_id) for e in of(events, NodeStarted)][0] == ("98:17", None, None)
+    doc = doc_of("p1", saved_by="54:62:174")
+    assert [n["id"] for n in doc["nodes"]] == ["98:17", "98:2"]
+    assert doc["saved_by"] == {"id": "54:62:174", "class_type": "Sink"}
+    again = events_of("again")
+    assert [e.node_id for e in of(again, NodeCached)] == ["98:2", "98:17"]  # ordered by id length, then id
+    assert [e.node_id for e in of(again, NodeStarted)] == ["54:62:174"]
+
+
+def test_a_lazy_node_is_recorded_once_with_the_start_and_end_of_its_call(execution):
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 5}},
+        "2": {"class_type": "IntConst", "inputs": {"value": 6}},
+        "3": {"class_type": "Lazy", "inputs": {"use_a": False, "a": ["1", 0], "b": ["2", 0]}},
+        "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}},
+    }
+    calls = trace_calls(execution)
+    run(execution, prompt)
+    assert testnodes.Sink.calls == [6]
+    # ComfyUI entered node 3 twice (PENDING, then SUCCESS) and called it once.
+    assert len(times(calls, "execute", ">", "3")) == 2 and len(times(calls, "get_output_data", ">", "3")) == 1
+    events = events_of("p1")
+    assert len(of(events, NodeStarted, "3")) == len(of(events, NodeInputs, "3")) == len(of(events, NodeFinished, "3")) == 1
+    start, end = of(events, NodeStarted, "3")[0].t_ns, of(events, NodeFinished, "3")[0].t_ns
+    assert times(calls, "execute", "<", "3")[0] < times(calls, "get_output_data", ">", "3")[0] <= start
+    assert start < end <= times(calls, "get_output_data", "<", "3")[0]
+    # The unused lazy input arrives as ComfyUI's "not evaluated" marker, the tuple (None,).
+    assert of(events, NodeInputs, "3")[0].inputs == {"use_a": [False], "a": [None], "b": [6]}
+    doc = doc_of("p1")
+    assert [(n["id"], n["status"]) for n in doc["nodes"]] == [("2", "executed"), ("3", "executed"), ("4", "executed")]
+    assert "1" not in {n["id"] for n in doc["nodes"]}  # never evaluated
+
+
+def test_an_async_node_ends_when_its_task_does_not_when_get_output_data_returns(execution):
+    prompt = {
+        "1": {"class_type": "AsyncSleep", "inputs": {"value": 21}},
+        "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "IntConst", "inputs": {"value": 1}},
+        "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}},
+    }
+    calls = trace_calls(execution)
+    run(execution, prompt, outputs=("2", "4"))
+    assert sorted(testnodes.Sink.calls) == [1, 42]
+    events = events_of("p1")
+    assert [(e.node_id, e.class_type) for e in of(events, NodeStarted)] == [
+        ("1", "AsyncSleep"),
+        ("3", "IntConst"),  # ran while node 1's task was sleeping
+        ("4", "Sink"),
+        ("2", "Sink"),
+    ]
+    [finished] = of(events, NodeFinished, "1")
+    assert (finished.status, finished.error_type) == ("executed", None)
+    start = of(events, NodeStarted, "1")[0].t_ns
+    returned = times(calls, "get_output_data", "<", "1")[0]  # with its task still running
+    reentered = times(calls, "execute", ">", "1")[1]  # ComfyUI comes back for the result
+    [task_done] = AsyncSleep.done_at
+    assert returned - start < 40_000_000
+    assert finished.t_ns - start >= 50_000_000  # covers the node's await asyncio.sleep(0.05)
+    assert task_done <= finished.t_ns < reentered  # recorded when the task finished
+    assert of(events, NodeInputs, "1")[0].inputs == {"value": [21]}
+    doc = doc_of("p1", saved_by="2")
+    assert [(n["id"], n["status"]) for n in doc["nodes"]] == [("1", "executed")]
+    assert doc["nodes"][0]["duration_ms"] >= 50
+
+
+def test_an_async_node_mapped_over_a_list_ends_with_its_last_task(execution):
+    AsyncSleep.delay = 0.02
+    prompt = {
+        "1": {"class_type": "SeedList", "inputs": {"start": 1, "count": 3}},
+        "2": {"class_type": "AsyncSleep", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "SumList", "inputs": {"values": ["2", 0]}},
+        "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}},
+    }
+    run(execution, prompt)
+    assert testnodes.Sink.calls == [12]
+    events = events_of("p1")
+    assert of(events, NodeInputs, "2")[0].calls == 3
+    [finished] = of(events, NodeFinished, "2")
+    assert len(AsyncSleep.done_at) == 3 and max(AsyncSleep.done_at) <= finished.t_ns
+    assert finished.t_ns - of(events, NodeStarted, "2")[0].t_ns >= 20_000_000
+
+
+def test_a_failing_async_node_is_recorded_as_failed_when_its_task_fails(execution):
+    prompt = {
+        "1": {"class_type": "AsyncFail", "inputs": {"value": 7}},
+        "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+    }
+    calls = trace_calls(execution)
+    executor = run(execution, prompt, outputs=("2",))
+    assert executor.success is False
+    events = events_of("p1")
+    [failed] = of(events, NodeFinished, "1")
+    assert (failed.status, failed.error_type, failed.error_message) == ("failed", "RuntimeError", "async boom 7")
+    assert failed.t_ns < times(calls, "execute", ">", "1")[1]
+    assert (events[-1].status, events[-1].error_type, events[-1].error_message) == ("error", "RuntimeError", "async boom 7")
+
+
+def test_expanded_nodes_are_recorded_with_their_real_parent_and_display_ids(execution):
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 5}},
+        "2": {"class_type": "Expand", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+    }
+    run(execution, prompt, outputs=("3",))
+    assert testnodes.Sink.calls == [8]
+    events = events_of("p1")
+    assert [(e.node_id, e.class_type, e.display_id, e.parent_id) for e in of(events, NodeStarted)] == [
+        ("1", "IntConst", None, None),
+        ("2", "Expand", None, None),
+        ("2.0.0.1", "Add", "2", "2"),
+        ("2.0.0.2", "Add", "2", "2"),
+        ("3", "Sink", None, None),
+    ]
+    assert of(events, NodeInputs, "2.0.0.1")[0].inputs == {"a": [5], "b": [1]}
+    assert of(events, NodeInputs, "2.0.0.2")[0].inputs == {"a": [6], "b": [2]}
+    assert real_ids(events) == {"1": "1", "2": "2", "2.0.0.1": "2", "2.0.0.2": "2", "3": "3"}
+    # The expanding node ends when ComfyUI comes back to it, after its subgraph has run.
+    ends = {e.node_id: e.t_ns for e in of(events, NodeFinished)}
+    assert [e.node_id for e in of(events, NodeFinished)] == ["1", "2.0.0.1", "2.0.0.2", "2", "3"]
+    assert ends["2.0.0.2"] <= ends["2"] <= of(events, NodeStarted, "3")[0].t_ns
+    doc = doc_of("p1", saved_by="3")
+    assert [(n["id"], n["class_type"], n["status"], n.get("display_id"), n.get("parent_id"), n.get("inputs")) for n in doc["nodes"]] == [
+        ("1", "IntConst", "executed", None, None, {"value": 5}),
+        ("2", "Expand", "executed", None, None, {"value": 5}),
+        ("2.0.0.1", "Add", "executed", "2", "2", {"a": 5, "b": 1}),
+        ("2.0.0.2", "Add", "executed", "2", "2", {"a": 6, "b": 2}),
+    ]
+    assert doc["saved_by"] == {"id": "3", "class_type": "Sink"}
+
+
+def real_ids(events) -> dict[str, str]:
+    """Each node's real (original prompt) id, by following parent ids."""
+    parent = {e.node_id: e.parent_id for e in of(events, NodeStarted)}
+    out = {}
+    for node_id in parent:
+        real = node_id
+        while parent.get(real) is not None:
+            real = parent[real]
+        out[node_id] = real
+    return out
+
+
+NESTED = {
+    "1": {"class_type": "IntConst", "inputs": {"value": 5}},
+    "2": {"class_type": "ExpandNested", "inputs": {"value": ["1", 0]}},
+    "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+}
+
+
+def test_nested_expansion_keeps_each_nodes_parent_and_the_outer_display_id(execution):
+    run(execution, NESTED, outputs=("3",))
+    assert testnodes.Sink.calls == [18]
+    events = events_of("p1")
+    assert [(e.node_id, e.class_type, e.display_id, e.parent_id) for e in of(events, NodeStarted)] == [
+        ("1", "IntConst", None, None),
+        ("2", "ExpandNested", None, None),
+        ("2.0.0.1", "Expand", "2", "2"),
+        ("2.0.0.1.0.0.1", "Add", "2", "2.0.0.1"),
+        ("2.0.0.1.0.0.2", "Add", "2", "2.0.0.1"),
+        ("2.0.0.2", "Add", "2", "2"),
+        ("3", "Sink", None, None),
+    ]
+    assert set(real_ids(events).values()) == {"1", "2", "3"}
+    assert [(e.node_id, e.status) for e in of(events, NodeFinished)] == [
+        ("1", "executed"),
+        ("2.0.0.1.0.0.1", "executed"),
+        ("2.0.0.1.0.0.2", "executed"),
+        ("2.0.0.1", "executed"),
+        ("2.0.0.2", "executed"),
+        ("2", "executed"),
+        ("3", "executed"),
+    ]
+
+
+def test_the_save_nodes_document_includes_nested_expanded_nodes(execution):
+    run(execution, NESTED, outputs=("3",))
+    ids = [n["id"] for n in doc_of("p1", saved_by="3")["nodes"]]
+    assert ids == ["1", "2", "2.0.0.1", "2.0.0.1.0.0.1", "2.0.0.1.0.0.2", "2.0.0.2"]
+
+
+@pytest.mark.parametrize(
+    "inner, error",
+    [("Fail", ("ValueError", "cannot handle 5")), ("LazyBroken", ("RuntimeError", "lazy check failed"))],
+)
+def test_a_failure_inside_an_expanded_subgraph_fails_the_expanding_node_too(execution, monkeypatch, inner, error):
+    monkeypatch.setattr(ExpandFail, "inner", inner)
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 5}},
+        "2": {"class_type": "ExpandFail", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+    }
+    run(execution, prompt, outputs=("3",))
+    events = events_of("p1")
+    # ComfyUI reports the failure under the real node id ("2"); the ephemeral node that failed
+    # (in its function, or before it was called) and the node that expanded are both failed.
+    assert [(e.node_id, e.status, e.error_type, e.error_message) for e in of(events, NodeFinished)] == [
+        ("1", "executed", None, None),
+        ("2.0.0.1", "failed", *error),
+        ("2", "failed", *error),
+    ]
+    assert (events[-1].status, events[-1].error_type, events[-1].error_message) == ("error", *error)
+    doc = doc_of("p1", saved_by="3")
+    assert [(n["id"], n["class_type"], n["status"]) for n in doc["nodes"]] == [
+        ("1", "IntConst", "executed"),
+        ("2", "ExpandFail", "failed"),
+        ("2.0.0.1", inner, "failed"),
+    ]
+    assert of(events, NodeStarted, "2.0.0.1")[0].parent_id == "2"
+
+
+def test_back_to_back_prompts_each_see_only_their_own_run(execution):
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 2}},
+        "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": 3}},
+        "3": {"class_type": "Probe", "inputs": {"value": ["2", 0]}},
+    }
+    executor = run(execution, prompt, "a", ("3",))
+    run(execution, prompt, "b", ("3",), executor)  # identical: 1 and 2 come from the cache
+    other = {**prompt, "1": {"class_type": "IntConst", "inputs": {"value": 9}}}
+    run(execution, other, "c", ("3",), executor)
+    assert Probe.seen == [
+        ("a", [("NodeStarted", "1"), ("NodeStarted", "2"), ("NodeStarted", "3")]),
+        ("b", [("NodeCached", "1"), ("NodeCached", "2"), ("NodeStarted", "3")]),
+        ("c", [("NodeStarted", "1"), ("NodeStarted", "2"), ("NodeStarted", "3")]),
+    ]
+    for prompt_id in "abc":
+        events = events_of(prompt_id)
+        assert events[0].prompt_id == prompt_id
+        assert of(events, RunStarted) == [events[0]] and of(events, RunFinished) == [events[-1]]
+        assert [e.node_id for e in of(events, NodeFinished)] == (["3"] if prompt_id == "b" else ["1", "2", "3"])
+    assert of(events_of("c"), NodeInputs, "2")[0].inputs == {"a": [9], "b": [3]}
+    assert capture.current_run.get() is None
+
+
+def test_concurrent_prompts_in_two_threads_each_see_only_their_own_run(execution):
+    AsyncSleep.delay = 0.05
+    results: dict[str, Any] = {}
+
+    def worker(prompt_id: str, value: int) -> None:
+        prompt = {
+            "1": {"class_type": "IntConst", "inputs": {"value": value}},
+            "2": {"class_type": "AsyncSleep", "inputs": {"value": ["1", 0]}},
+            "3": {"class_type": "Probe", "inputs": {"value": ["2", 0]}},
+        }
+        results[prompt_id] = run(execution, prompt, prompt_id, ("3",))
+
+    threads = [threading.Thread(target=worker, args=(f"t{i}", i)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(Probe.seen) == [
+        (f"t{i}", [("NodeStarted", "1"), ("NodeStarted", "2"), ("NodeStarted", "3")]) for i in range(2)
+    ]
+    for i in range(2):
+        events = events_of(f"t{i}")
+        assert of(events, NodeInputs, "2")[0].inputs == {"value": [i]}
+        assert of(events, NodeInputs, "3")[0].inputs == {"value": [2 * i], "unique_id": ["3"]}
+        assert [e.status for e in of(events, NodeFinished)] == ["executed"] * 3
+
+
+def test_secrets_from_extra_data_and_inputs_become_redacted(execution):
+    prompt = {
+        "1": {"class_type": "ApiNode", "inputs": {"api_key": "sk-live-123", "size": 5}},
+        "2": {"class_type": "CloudNode", "inputs": {"size": ["1", 0]}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+    }
+    run(execution, prompt, outputs=("3",))
+    data = hooks.STORE.get("p1")
+    events = read_log(data).events
+    inputs = {e.node_id: e.inputs for e in of(events, NodeInputs)}
+    assert inputs["1"] == {
+        "api_key": [REDACTED],
+        "size": [5],
+        "auth_token_comfy_org": [REDACTED],
+        "unique_id": ["1"],
+    }
+    assert inputs["2"] == {"size": [5], "login": [REDACTED], "comfy_org": [REDACTED]}
+    # Nowhere in the log: not from extra_data, not from the prompt or the workflow either.
+    assert b"tok-secret-1" not in data and b"key-secret-2" not in data and b"sk-live-123" not in data
+    assert events[0].prompt["1"]["inputs"] == {"api_key": REDACTED, "size": 5}
+    assert testnodes.Sink.calls == [5]
+
+
+MIXED = {
+    "1": {"class_type": "SeedList", "inputs": {"start": 1, "count": 2}},
+    "2": {"class_type": "AsyncSleep", "inputs": {"value": ["1", 0]}},
+    "3": {"class_type": "SumList", "inputs": {"values": ["2", 0]}},
+    "4": {"class_type": "Expand", "inputs": {"value": ["3", 0]}},
+    "5": {"class_type": "Lazy", "inputs": {"use_a": True, "a": ["4", 0], "b": ["9", 0]}},
+    "6": {"class_type": "Sink", "inputs": {"value": ["5", 0]}},
+    "7": {"class_type": "MakeImage", "inputs": {"width": ["4", 0], "seed": 1}},
+    "8": {"class_type": "Sink", "inputs": {"value": ["7", 0]}},
+    "9": {"class_type": "Fail", "inputs": {"value": 0}},
+}
+
+
+def _observable(executor) -> Any:
+    """What ComfyUI makes of a run: results, history, status messages, what it sent."""
+
+    def plain(value):
+        if isinstance(value, testnodes.Tensorish):
+            return ("tensor", value.shape)
+        if isinstance(value, dict):
+            out = {k: plain(v) for k, v in value.items() if k != "timestamp"}
+            if "traceback" in out:  # every wrapper adds its own frames; ComfyUI's are the same
+                out["traceback"] = [f for f in out["traceback"] if "runtime_metadata" not in f and "/capture/hooks.py" not in f]
+            return out
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return (
+        executor.success,
+        plain(executor.history_result),
+        plain(executor.status_messages),
+        plain(executor.server.sent),
+        plain(testnodes.Sink.calls),
+    )
+
+
+def test_outputs_are_identical_with_capture_on_and_off(env, variant):
+    AsyncSleep.delay = 0.01
+    extra = {**EXTRA, "client_id": "c1"}
+
+    def session(module):
+        testnodes.Sink.calls.clear()
+        executor = run(module, MIXED, "m1", ("6", "8"), extra=extra)
+        seen = [_observable(executor)]
+        run(module, MIXED, "m2", ("6", "8"), executor, extra=extra)  # cached
+        seen.append(_observable(executor))
+        run(module, {**MIXED, "9": {"class_type": "Fail", "inputs": {"value": 1}}, "5": {"class_type": "Lazy", "inputs": {"use_a": False, "a": ["4", 0], "b": ["9", 0]}}}, "m3", ("6", "8"), executor, extra=extra)
+        seen.append(_observable(executor))
+        return seen
+
+    captured = load_modern(variant)
+    hooks.install(captured, "test")
+    on = session(captured)
+    assert hooks.STATUS.active and hooks.STORE.get("m3") is not None
+    hooks.reset()
+    off = session(load_modern(variant))
+    assert hooks.STORE.get("m3") is not None  # (kept from the captured session only)
+    assert on == off
+    assert on[0][0] is True and on[0][4] == [9, ("tensor", (1, 8, 9, 3))]  # (1 + 2) * 2 + 1 + 2
+    assert on[2][0] is False  # the third run failed at node 9, with capture on and off alike
+
+
+# --------------------------------------------------------------------------- never breaks
+
+
+FAULT_PROMPT = {
+    "1": {"class_type": "IntConst", "inputs": {"value": 16}},
+    "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": 48}},
+    "3": {"class_type": "AsyncSleep", "inputs": {"value": ["2", 0]}},
+    "4": {"class_type": "Expand", "inputs": {"value": ["3", 0]}},
+    "5": {"class_type": "Sink", "inputs": {"value": ["4", 0]}},
+}
+
+
+def _fault_injections(monkeypatch, point: str) -> None:
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"injected fault at {point}")
+
+    if point == "run":
+        monkeypatch.setattr(hooks, "Recorder", boom)
+    elif point == "message":
+        monkeypatch.setattr(hooks, "NodeCached", boom)
+    elif point == "node":
+
+        class BadVar:
+            def set(self, value):
+                raise RuntimeError("injected fault at node")
+
+            def get(self):
+                return None
+
+            def reset(self, token):
+                pass
+
+        monkeypatch.setattr(hooks, "current_node", BadVar())
+    elif point == "call":
+        monkeypatch.setattr(hooks, "_plans", {})  # forget the classes seen in the warm run
+        monkeypatch.setattr(hooks, "_clean", set())
+        monkeypatch.setattr(hooks, "_classify", boom)
+    elif point == "call: async end":
+        real = hooks.NodeFinished
+
+        def finished(node_id, *args, **kwargs):
+            if node_id == "3":  # the async node: only its done-callback records it
+                raise RuntimeError("injected fault at call: async end")
+            return real(node_id, *args, **kwargs)
+
+        monkeypatch.setattr(hooks, "NodeFinished", finished)
+    elif point == "node: end":
+        monkeypatch.setattr(hooks, "_own_error", boom)  # reached at the re-entry of node 4
+        real_flag = hooks._flag
+
+        def flag(result):
+            value = real_flag(result)
+            if value == "SUCCESS":
+                raise RuntimeError("injected fault at node: end")
+            return value
+
+        monkeypatch.setattr(hooks, "_flag", flag)
+    elif point == "call: ephemeral":
+        monkeypatch.setattr(hooks, "_ephemeral_started", boom)
+
+
+FAULT_POINTS = {
+    "run": "run: start",
+    "message": "message: cached nodes",
+    "node": "node: start",
+    "call": "call: inputs",
+    "call: async end": "call: async end",
+    "node: end": "node: end",
+    "call: ephemeral": "call: inputs",
+}
+
+
+@pytest.mark.parametrize("point", sorted(FAULT_POINTS))
+def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_off(execution, monkeypatch, caplog, point):
+    AsyncSleep.delay = 0.01
+    executor = run(execution, FAULT_PROMPT, "warm", ("5",))  # so that node 1 is cached next
+    assert testnodes.Sink.calls == [131] and hooks.STATUS.active
+    _fault_injections(monkeypatch, point)
+    faulty = {**FAULT_PROMPT, "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": 49}}}
+    after = {**FAULT_PROMPT, "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": 50}}}
+    with caplog.at_level(logging.ERROR, logger="runtime_metadata"):
+        run(execution, faulty, "faulty", ("5",), executor)
+        assert executor.success is True
+        run(execution, after, "after", ("5",), executor)
+    assert executor.success is True
+    assert testnodes.Sink.calls == [131, 133, 135]  # (16 + b) * 2 + 3, as without capture
+    assert hooks.STATUS.active is False
+    assert hooks.STATUS.disabled_reason.startswith(FAULT_POINTS[point] + ":"), hooks.STATUS.disabled_reason
+    assert f"injected fault at {point}" in hooks.STATUS.disabled_reason
+    assert sum("capture switched off" in r.getMessage() for r in caplog.records) == 1
+    assert hooks.STORE.get("after") is None  # capture stayed off for the rest of the process
+
+
+class Theirs:
+    """Another pack's wrappers: async where the function is async, as ComfyUI requires."""
+
+    def __init__(self, module, style: str) -> None:
+        self.calls: list[str] = []
+        self.module = module
+        self.style = style
+
+    def wrap_all(self) -> None:
+        m = self.module
+        m.execute = self.wrap(m.execute)
+        m.get_output_data = self.wrap(m.get_output_data)
+        m.PromptExecutor.execute = self.wrap(m.PromptExecutor.execute)
+        m.PromptExecutor.add_message = self.wrap(m.PromptExecutor.add_message)
+
+    def wrap(self, func):
+        calls = self.calls
+        name = func.__name__
+        if asyncio.iscoroutinefunction(func) and self.style == "async":
+
+            async def wrapper(*args, **kwargs):
+                calls.append(name)
+                return await func(*args, **kwargs)
+
+        else:  # sync functions; or "sync": a plain function handing back the coroutine
+
+            def wrapper(*args, **kwargs):
+                calls.append(name)
+                return func(*args, **kwargs)
+
+        wrapper.__name__ = name
+        wrapper.__wrapped__ = func
+        return wrapper
+
+
+@pytest.mark.parametrize(
+    "order, style",
+    [("theirs first", "async"), ("ours first", "async"), ("theirs first", "sync")],
+)
+def test_another_pack_wrapping_the_same_functions_keeps_working(env, variant, order, style):
+    module = load_modern(variant)
+    theirs = Theirs(module, style)
+    if order == "theirs first":
+        theirs.wrap_all()
+        hooks.install(module, "test")
+    else:
+        hooks.install(module, "test")
+        theirs.wrap_all()
+    assert hooks.STATUS.skipped == []
+    AsyncSleep.delay = 0.01
+    try:
+        executor = run(module, FAULT_PROMPT, "p1", ("5",))
+        assert testnodes.Sink.calls == [131]
+        # execute: 5 nodes + 2 ephemeral, + 1 lazy-free re-entry each for the async and the
+        # expanding node; get_output_data: once per node.
+        assert theirs.calls.count("execute") == 1 + 9 and theirs.calls.count("get_output_data") == 7
+        events = events_of("p1")
+        assert [e.node_id for e in of(events, NodeStarted)] == ["1", "2", "3", "4", "4.0.0.1", "4.0.0.2", "5"]
+        assert [e.status for e in of(events, NodeFinished)] == ["executed"] * 7
+        assert of(events, NodeFinished, "3")[0].t_ns - of(events, NodeStarted, "3")[0].t_ns >= 10_000_000
+        hooks.install(module, "test")  # a second install does nothing
+        assert hooks.STATUS.installed[0] == "run: PromptExecutor.execute" and len(hooks.STATUS.installed) == 4
+        run(module, FAULT_PROMPT, "p2", ("5",), executor)  # all cached
+        assert [e.node_id for e in of(events_of("p2"), NodeCached)] == ["1", "2", "3", "4", "5"]
+        hooks.uninstall()
+        if order == "theirs first":
+            assert not hooks.is_ours(module.get_output_data)  # their wrapper is back on top
+        run(module, {**FAULT_PROMPT, "1": {"class_type": "IntConst", "inputs": {"value": 17}}}, "p3", ("5",), executor)
+        assert hooks.STORE.get("p3") is None  # ours is gone or pass-through
+        assert testnodes.Sink.calls == [131, 133]
+        assert theirs.calls.count("get_output_data") == 14  # theirs still runs
+    finally:
+        hooks.reset()
+
+
+# --------------------------------------------------------------------------- unknown versions
+
+
+def test_an_unknown_get_output_data_is_skipped_and_the_rest_installed(env):
+    module = load_modern("2026")
+    inner = module.get_output_data
+
+    async def get_output_data(prompt_id, unique_id, obj, inputs, execution_block_cb=None, pre_execute_cb=None, v3_data=None):
+        return await inner(prompt_id, unique_id, obj, inputs, execution_block_cb, pre_execute_cb, v3_data=v3_data)
+
+    module.get_output_data = get_output_data
+    status = hooks.install(module, "test")
+    assert status.skipped == [
+        "call: get_output_data('prompt_id', 'unique_id', 'obj', 'inputs', 'execution_block_cb', "
+        "'pre_execute_cb', 'v3_data') lacks input_data_all"
+    ]
+    assert [i.split(":")[0] for i in status.installed] == ["run", "message", "node"]
+    assert status.active is True
+    executor = run(module, CHAIN)
+    assert executor.success is True and testnodes.Sink.calls[-1].shape == (1, 8, 64, 3)
+    run(module, {**CHAIN, "3": {"class_type": "Fail", "inputs": {"value": ["2", 0]}}}, "p2", ("4",), executor)
+    events = events_of("p2")
+    # Without the call hook: ComfyUI's cached nodes, and failures, but no node calls.
+    assert [(e.node_id, type(e).__name__) for e in events if hasattr(e, "node_id")] == [
+        ("1", "NodeCached"),
+        ("2", "NodeCached"),
+        ("3", "NodeFinished"),
+    ]
+    assert (events[-1].status, events[-1].error_message) == ("error", "cannot handle 64")
+
+
+def test_an_executor_without_a_known_per_node_function_still_records_runs(env):
+    module = load_modern("0.3.64")
+    module.run_node = module.execute
+    del module.execute
+    status = hooks.install(module, "test")
+    assert status.skipped == ["node: execute or recursive_execute not found"]
+    assert [i.split(":")[0] for i in status.installed] == ["run", "message", "call"]
+
+
+def test_an_executor_whose_run_cannot_be_keyed_installs_nothing(env):
+    module = load_modern("2026")
+    inner = module.PromptExecutor.execute
+
+    def execute(self, graph, job_id, extra_data={}, execute_outputs=[]):  # noqa: B006
+        return inner(self, graph, job_id, extra_data, execute_outputs)
+
+    module.PromptExecutor.execute = execute
+    status = hooks.install(module, "test")
+    assert status.skipped == [
+        "run: execute('self', 'graph', 'job_id', 'extra_data', 'execute_outputs') lacks prompt, prompt_id",
+        "run: without it no run can be keyed by prompt_id; nothing installed",
+    ]
+    assert status.installed == [] and not hooks.is_ours(module.get_output_data)
+
+
+def test_nothing_of_a_run_is_kept_alive_after_it(execution):
+    AsyncSleep.delay = 0.01
+    executor = run(execution, FAULT_PROMPT, "p1", ("5",))
+    del executor
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, execution.DynamicPrompt)] == []
+    assert [o for o in gc.get_objects() if isinstance(o, asyncio.Task)] == []
+    assert hooks.STORE.get("p1") is not None
+
+
+def test_ints_beyond_64_bits_are_recorded_as_text_and_capture_stays_on(execution):
+    # IntMathRuntimeMetadata's INT inputs allow -(2**64 - 1); msgpack holds -2**63 .. 2**64 - 1.
+    big = -(2**64 - 1)
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": big}},
+        "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": 2**64 - 1}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+    }
+    run(execution, prompt, outputs=("3",))
+    run(execution, {**prompt, "1": {"class_type": "IntConst", "inputs": {"value": big - 1}}}, "p2", ("3",))
+    assert hooks.STATUS.active and hooks.STATUS.disabled_reason is None
+    assert testnodes.Sink.calls == [0, -1]
+    events = events_of("p1")
+    assert events[0].prompt["1"]["inputs"] == {"value": str(big)}
+    assert [(e.node_id, e.inputs) for e in of(events, NodeInputs)] == [
+        ("1", {"value": [str(big)]}),
+        ("2", {"a": [str(big)], "b": [2**64 - 1]}),
+        ("3", {"value": [0], "unique_id": ["3"]}),
+    ]
+    assert [e.status for e in of(events, NodeFinished)] == ["executed"] * 3
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+class _Level(int):
+    """An int subclass (like IntEnum values some packs pass)."""
+
+
+SAMPLES = [
+    {"seed": [123456789], "cfg": [7.5], "name": ["euler"], "on": [True], "none": [None]},
+    {"seed": [1, 2, 3], "cfg": [7.5]},  # a batch list
+    {"cfg": [float("nan")], "big": [float("inf")], "small": [float("-inf")]},
+    {"text": ["x" * 5000]},
+    {"nested": [[1, 2, [3, [4, [5]]]]], "many": [list(range(20))]},
+    {"options": [{"api_key": "sk-nested", "size": 3}]},
+    {"image": [testnodes.Tensorish((1, 8, 8, 3))]},
+    {"level": [_Level(3)], "obj": [object()]},
+    {"missing": (None,), "seed": [4]},
+    {"password": ["hunter2"], "seed": [5]},
+]
+
+
+@pytest.mark.parametrize("inputs", SAMPLES, ids=lambda s: "+".join(s))
+def test_the_call_hooks_fast_path_records_what_summaries_would(env, inputs):
+    """The first call of a class goes the general way, the next ones may take the fast path;
+    both record exactly what ``summarize_inputs`` gives (a tuple read as a list)."""
+    from runtime_metadata.capture.recorder import Recorder, current_run
+    from runtime_metadata.capture.summary import summarize_inputs
+
+    class Node:  # a fresh class: nothing known about it yet
+        pass
+
+    hook = hooks.CallHook(["prompt_id", "unique_id", "obj", "input_data_all"])
+    hooks.STATUS.active = True
+    rec = Recorder("fast", {"7": {"class_type": "Node", "inputs": {}}}, None, "test", "test")
+    token = current_run.set(rec)
+    try:
+        for _ in range(3):
+            ctx = hook.begin(("fast", "7", Node(), inputs), {})
+            hook.end(ctx, ([], {}, False, False), None)
+    finally:
+        current_run.reset(token)
+    assert hooks.STATUS.disabled_reason is None
+    recorded = [e.inputs for e in rec.log.events() if isinstance(e, NodeInputs)]
+    expected = summarize_inputs({k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items()})
+    assert recorded == [expected] * 3
+    assert "sk-nested" not in str(recorded) and "hunter2" not in str(recorded)
