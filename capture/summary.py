@@ -124,6 +124,15 @@ def scrub_secrets(prompt: Any, workflow: Any) -> tuple[Any, Any]:
     """
     if not isinstance(prompt, dict):
         return prompt, workflow
+    # Most prompts have no credential-named input at all: find out with one set of names
+    # (built in C) and return the prompt as it is, without walking it twice.
+    names: set[Any] = set()
+    for node in prompt.values():
+        inputs = node.get("inputs") if type(node) is dict else None
+        if type(inputs) is dict:
+            names.update(inputs)
+    if not any(is_secret_name(str(n)) for n in names):
+        return prompt, workflow
     secrets: set[str] = set()
     clean: dict[str, Any] = {}
     for node_id, node in prompt.items():
