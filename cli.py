@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RuntimeMetadataError
-from .events.log import read_log_file
+from .events.log import paused_gc, read_log_file
 from .projections.document import build_document, encode_document, save_nodes
 from .projections.runtime import project, runtime_document
 from .projections.timing import timing_stats
@@ -93,7 +93,9 @@ def _replayed(path: str, node: str | None) -> tuple[list[tuple[str, str]], list[
         warnings.append(f"{path}: damaged log, {len(result.damage)} stretch(es) skipped:\n{result.describe_damage()}")
     nodes = [node] if node else save_nodes(result.events, SAVE_CLASSES)
     prompt = next((getattr(e, "prompt", None) for e in result.events if hasattr(e, "prompt")), {}) or {}
-    return [(n, encode_document(build_document(result.events, n))) for n in nodes], warnings, prompt
+    with paused_gc(len(result.events) > 10_000):
+        docs = [(n, encode_document(build_document(result.events, n))) for n in nodes]
+    return docs, warnings, prompt
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -175,7 +177,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         result = read_log_file(path)
         if result.damage:
             print(f"{path}: damaged, {len(result.damage)} stretch(es) skipped", file=sys.stderr)
-        docs.append(runtime_document(project(None, result.events)))
+        with paused_gc(len(result.events) > 10_000):
+            docs.append(runtime_document(project(None, result.events)))
     report = timing_stats(docs)
     if args.json:
         _print(json.dumps(report, indent=1, sort_keys=True))
