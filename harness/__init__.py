@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .models import Models, ensure_models
 from .provision import (
     LABEL,
     PLUGIN_RUNTIME_DEPS,
@@ -21,6 +22,7 @@ from .server import (
 
 __all__ = [
     "LABEL",
+    "Models",
     "PLUGIN_RUNTIME_DEPS",
     "ComfyServer",
     "ComfyServerError",
@@ -31,5 +33,6 @@ __all__ = [
     "ProvisionError",
     "default_cache_dir",
     "ensure_comfyui",
+    "ensure_models",
     "free_port",
 ]
