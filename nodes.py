@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from . import capture, config
@@ -53,7 +54,9 @@ def _hash(kind: str, name: Any, use_cache: bool) -> str | None:
     if path is None:
         return None
     if _hash_cache is None:
-        _hash_cache = hashes.HashCache()
+        # Kept on disk too, so a restart does not re-hash multi-GB checkpoints.
+        cache_dir = Path(os.environ.get("RUNTIME_METADATA_CACHE") or Path.home() / ".cache" / "runtime-metadata")
+        _hash_cache = hashes.HashCache(cache_dir / "model-hashes.json")
     return hashes.autov2(path, _hash_cache if use_cache else None)
 
 

@@ -131,6 +131,7 @@ class HashCache:
         ]
         payload = json.dumps({"version": CACHE_FILE_VERSION, "entries": entries}).encode()
         try:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
             # Not fsynced: losing the cache in a crash costs one re-hash, nothing else.
             atomic_write_bytes(self.cache_file, payload, durable=False)
         except OSError as exc:
