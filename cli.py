@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import RuntimeMetadataError
 from .events.log import paused_gc, read_log_file
+from .events.schema import RunStarted
 from .projections.document import build_document, encode_document, save_nodes
 from .projections.runtime import project, runtime_document
 from .projections.timing import timing_stats
@@ -92,7 +93,7 @@ def _replayed(path: str, node: str | None) -> tuple[list[tuple[str, str]], list[
     if result.damage:
         warnings.append(f"{path}: damaged log, {len(result.damage)} stretch(es) skipped:\n{result.describe_damage()}")
     nodes = [node] if node else save_nodes(result.events, SAVE_CLASSES)
-    prompt = next((getattr(e, "prompt", None) for e in result.events if hasattr(e, "prompt")), {}) or {}
+    prompt: dict[str, Any] = next((e.prompt for e in result.events if isinstance(e, RunStarted)), {})
     with paused_gc(len(result.events) > 10_000):
         docs = [(n, encode_document(build_document(result.events, n))) for n in nodes]
     return docs, warnings, prompt
@@ -116,7 +117,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if rebuilt == embedded:
             _print(f"OK: replaying {args.log} rebuilds the document in {args.check} byte for byte")
             return 0
-        at = next((i for i, (a, b) in enumerate(zip(rebuilt, embedded)) if a != b), min(len(rebuilt), len(embedded)))
+        at = next((i for i, (a, b) in enumerate(zip(rebuilt, embedded, strict=False)) if a != b), min(len(rebuilt), len(embedded)))
         _print(
             f"DIFFERENT at character {at}:\n  image : …{embedded[max(0, at - 40):at + 40]}\n"
             f"  replay: …{rebuilt[max(0, at - 40):at + 40]}"
@@ -141,7 +142,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
         url = args.url.rstrip("/") + "/runtime_metadata/status"
         try:
-            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - user-given local URL
+            with urllib.request.urlopen(url, timeout=10) as response:
                 report = json.load(response)
         except OSError as exc:
             _print(f"cannot reach {url}: {exc} (is ComfyUI running with this plugin loaded?)")

@@ -115,7 +115,7 @@ class SaveImageRuntimeMetadata:
         self,
         images: Any,
         filename_prefix: str = "ComfyUI",
-        format: str = "png",  # noqa: A002 - the socket name users see
+        format: str = "png",
         quality: int = 95,
         lossless: bool = False,
         capture: str = "auto",
@@ -145,7 +145,7 @@ class SaveImageRuntimeMetadata:
                 parameters = a1111_parameters(infotext_generation(generation, cfg.enable_hash_cache))
                 if not embed_runtime:
                     document.pop("runtime", None)
-            except Exception:  # noqa: BLE001 - the image is always saved
+            except Exception:
                 log.exception("[runtime-metadata] could not build the metadata document; saving without it")
                 document = None
         results = []
@@ -159,7 +159,7 @@ class SaveImageRuntimeMetadata:
                     parameters=parameters, inline_size_limit_kb=cfg.inline_size_limit_kb,
                     quality=quality, lossless=lossless, metadata=with_metadata,
                 )
-            except Exception:  # noqa: BLE001 - never lose the image over its metadata
+            except Exception:
                 log.exception("[runtime-metadata] saving %s with full metadata failed; saving with ComfyUI's own", name)
                 save_image(pil, path, fmt, prompt=prompt, extra_pnginfo=pnginfo, quality=quality,
                            lossless=lossless, metadata=with_metadata)
@@ -184,7 +184,7 @@ class IntMathRuntimeMetadata:
     CATEGORY = "utils/runtime metadata"
     RETURN_TYPES = ("INT",)
     FUNCTION = "compute"
-    OPS = ["add", "subtract", "multiply", "floor_divide", "modulo", "min", "max"]
+    OPS = ("add", "subtract", "multiply", "floor_divide", "modulo", "min", "max")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -193,7 +193,7 @@ class IntMathRuntimeMetadata:
             "required": {
                 "a": ("INT", {"default": 0, "min": -big, "max": big}),
                 "b": ("INT", {"default": 0, "min": -big, "max": big}),
-                "op": (cls.OPS, {"default": "add"}),
+                "op": (list(cls.OPS), {"default": "add"}),
             }
         }
 

@@ -22,8 +22,8 @@ __all__ = [
     "fault",
     "install",
     "install_into_comfyui",
-    "uninstall",
     "run_log",
+    "uninstall",
 ]
 
 
@@ -43,6 +43,9 @@ def _report_run(rec: Recorder) -> None:
         )
 
 
+#: Set when a save node asked for capture "on" regardless of the configuration.
+_forced = [False]
+
 hooks._settings.update(
     enabled=lambda: config.get().hooks_enabled or _forced[0],
     log_dir=lambda: config.get().log_dir,
@@ -51,8 +54,6 @@ hooks._settings.update(
     environment=comfy.environment,
     on_run_finished=_report_run,
 )
-#: Set when a save node asked for capture "on" regardless of the configuration.
-_forced = [False]
 
 
 def install_into_comfyui(force: bool = False) -> CaptureStatus:
@@ -70,7 +71,7 @@ def install_into_comfyui(force: bool = False) -> CaptureStatus:
         if status.installed:
             log.info("[runtime-metadata] capture installed (%s): %s", status.generation, ", ".join(status.installed))
         return status
-    except Exception as exc:  # noqa: BLE001 - a plugin must never stop ComfyUI from starting
+    except Exception as exc:
         fault("install", exc)
         return STATUS
 

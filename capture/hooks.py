@@ -36,13 +36,14 @@ most once; the hooks follow what the node really did:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
 import traceback
 from collections.abc import Callable
-from operator import itemgetter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted
@@ -75,7 +76,7 @@ class CaptureStatus:
 STATUS = CaptureStatus()
 STORE = RunStore()
 #: Callables returning per-run settings; set by ``configure`` (kept here so capture needs no config import).
-_settings: dict[str, Callable[[], Any]] = {}
+_settings: dict[str, Callable[..., Any]] = {}
 
 
 def fault(where: str, exc: BaseException) -> None:
@@ -150,7 +151,7 @@ class RunHook(Hook):
             )
             token = current_run.set(rec)
             return rec, token, args[0] if args else None
-        except Exception as exc:  # noqa: BLE001 - capture must never break the run
+        except Exception as exc:
             fault("run: start", exc)
             return None
 
@@ -171,7 +172,7 @@ class RunHook(Hook):
             report = _settings.get("on_run_finished")
             if report is not None:
                 report(rec)
-        except Exception as exc2:  # noqa: BLE001
+        except Exception as exc2:
             fault("run: end", exc2)
 
 
@@ -228,7 +229,7 @@ class MessageHook(Hook):
                 for nid in sorted((str(n) for n in data.get("nodes") or ()), key=_id_order):
                     rec.append(NodeCached(nid, rec.class_type(nid), t0))
                 rec.charge(t0)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             fault("message: cached nodes", exc)
         return None
 
@@ -257,7 +258,7 @@ class NodeHook(Hook):
             if self.i_dyn is not None and rec.dynprompt is None:
                 rec.dynprompt = _arg(args, kwargs, self.i_dyn, "dynprompt")
             return rec, node_id, current_node.set(node_id)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             fault("node: start", exc)
             return None
 
@@ -311,7 +312,7 @@ class NodeHook(Hook):
                     del rec.pending[node_id]  # a _TaskWatch not yet called back now does nothing
                     rec.append(NodeFinished(node_id, t0, "executed"))
             rec.charge(t0)
-        except Exception as exc2:  # noqa: BLE001
+        except Exception as exc2:
             fault("node: end", exc2)
 
 
@@ -392,7 +393,7 @@ class CallHook(Hook):
         if self.i_uid is None:
             self.positional = itemgetter(self.i_obj, self.i_inputs)
         else:
-            self.positional = itemgetter(self.i_uid, self.i_obj, self.i_inputs)
+            self.positional = itemgetter(self.i_uid, self.i_obj, self.i_inputs)  # type: ignore[call-arg]
 
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """The same as ``positional`` when some of them come as keywords."""
@@ -470,7 +471,7 @@ class CallHook(Hook):
             except OverflowError:  # an int beyond 64 bits: recorded as its decimal text
                 append(NodeInputs(node_id, t0, fit_ints(values), longest))
             return rec, node_id, _perf() - t0  # charged with the end's own time, in end()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             fault("call: inputs", exc)
             return None
 
@@ -497,14 +498,14 @@ class CallHook(Hook):
                 spent = begin_ns
             if spent > rec.hook_max_ns:
                 rec.hook_max_ns = spent
-        except Exception as exc2:  # noqa: BLE001
+        except Exception as exc2:
             fault("call: end", exc2)
 
 
 class _TaskWatch:
     """Records an async node's end when the last of its asyncio.Tasks is done."""
 
-    __slots__ = ("rec", "node_id", "tasks", "left")
+    __slots__ = ("left", "node_id", "rec", "tasks")
 
     def __init__(self, rec: Recorder, node_id: str, tasks: list[Any]) -> None:
         self.rec = rec
@@ -535,7 +536,7 @@ class _TaskWatch:
             self.tasks = []
             rec.append(NodeFinished(self.node_id, t0, status, etype, emsg))
             rec.charge(t0)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             fault("call: async end", exc)
 
 
@@ -585,7 +586,7 @@ def _hidden_names(cls: type) -> tuple[frozenset[str], frozenset[str]]:
                     skip.add(name)
                 elif kind in _HIDDEN_SECRET:
                     secret.add(name)
-        except Exception:  # noqa: BLE001 - V3 nodes or odd packs: fall back to name rules
+        except Exception:
             pass
         got = _hidden_cache[cls] = (frozenset(skip), frozenset(secret))
     return got
@@ -692,10 +693,8 @@ def make_wrapper(original: Callable[..., Any], hook: Hook) -> Callable[..., Any]
             return result
 
     for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):
             setattr(wrapper, attr, getattr(original, attr))
-        except (AttributeError, TypeError):
-            pass
     wrapper.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(wrapper, MARK, state)
     return wrapper

@@ -30,17 +30,17 @@ class Recorder:
     """Collects one run's events; appending is the only thing the hot path does."""
 
     __slots__ = (
-        "prompt_id",
-        "log",
-        "prompt",
-        "hook_calls",
-        "hook_total_ns",
-        "hook_max_ns",
-        "started",
+        "dynprompt",
         "finished",
+        "hook_calls",
+        "hook_max_ns",
+        "hook_total_ns",
+        "log",
         "log_path",
         "pending",
-        "dynprompt",
+        "prompt",
+        "prompt_id",
+        "started",
     )
 
     def __init__(

@@ -9,7 +9,7 @@ Schema evolution: add fields at the end with defaults and bump ``SCHEMA_VERSION`
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -20,7 +20,7 @@ class Event(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
     """Base of all events; the class name is the tag."""
 
 
-class RunStarted(Event):
+class RunStarted(Event, frozen=True):
     """ComfyUI started executing a prompt."""
 
     prompt_id: str
@@ -33,7 +33,7 @@ class RunStarted(Event):
     environment: dict[str, str] = {}
 
 
-class NodeStarted(Event):
+class NodeStarted(Event, frozen=True):
     """The executor reached a node that is not cached and is about to run it."""
 
     node_id: str
@@ -43,7 +43,7 @@ class NodeStarted(Event):
     parent_id: str | None = None
 
 
-class NodeInputs(Event):
+class NodeInputs(Event, frozen=True):
     """A node function is about to be called with these resolved (summarised) inputs.
 
     ``inputs`` maps each input name to the list ComfyUI passes (one item per batch-list
@@ -56,7 +56,7 @@ class NodeInputs(Event):
     calls: int
 
 
-class NodeCached(Event):
+class NodeCached(Event, frozen=True):
     """A node's outputs came from ComfyUI's cache: it did not run in this run."""
 
     node_id: str
@@ -64,7 +64,7 @@ class NodeCached(Event):
     t_ns: int
 
 
-class NodeFinished(Event):
+class NodeFinished(Event, frozen=True):
     """A node that started has ended, successfully or not."""
 
     node_id: str
@@ -74,7 +74,7 @@ class NodeFinished(Event):
     error_message: str | None = None
 
 
-class HookStats(Event):
+class HookStats(Event, frozen=True):
     """Cost of the capture hooks themselves so far in this run."""
 
     calls: int
@@ -82,7 +82,7 @@ class HookStats(Event):
     max_ns: int
 
 
-class RunFinished(Event):
+class RunFinished(Event, frozen=True):
     """ComfyUI finished executing a prompt."""
 
     t_ns: int
@@ -91,7 +91,7 @@ class RunFinished(Event):
     error_message: str | None = None
 
 
-AnyEvent = Union[RunStarted, NodeStarted, NodeInputs, NodeCached, NodeFinished, HookStats, RunFinished]
+AnyEvent = RunStarted | NodeStarted | NodeInputs | NodeCached | NodeFinished | HookStats | RunFinished
 
 RUN_STATUSES = ("success", "error", "interrupted")
 NODE_STATUSES = ("executed", "failed", "interrupted", "pending")

@@ -22,12 +22,12 @@ from .server import (
 
 __all__ = [
     "LABEL",
-    "Models",
     "PLUGIN_RUNTIME_DEPS",
     "ComfyServer",
     "ComfyServerError",
     "ComfyStartupError",
     "Installation",
+    "Models",
     "PromptRejected",
     "PromptTimeout",
     "ProvisionError",

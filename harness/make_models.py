@@ -80,12 +80,11 @@ def import_comfy(root: Path):  # returns (torch, comfy, AutoencoderKL)
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
-    import torch
-
     import comfy.lora
     import comfy.model_detection
     import comfy.sd1_clip
     import comfy.supported_models
+    import torch
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
     return torch, comfy, AutoencoderKL
@@ -271,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         lora_specs.append((f"{layer}.lora_up.weight", (out_features, LORA_RANK), "random"))
 
     # --- values
-    summary: dict[str, object] = {"files": {}}
+    files: dict[str, object] = {}
+    summary: dict[str, object] = {"files": files}
     base_meta = {
         "format": "pt",
         "runtime_metadata.synthetic": SYNTHETIC_NOTE,
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         [(unet_specs, 1, WEIGHT_STD), (clip_specs, 2, WEIGHT_STD), (vae_in_ckpt, 3, WEIGHT_STD)],
         {**base_meta, "modelspec.architecture": "stable-diffusion-v1"},
     )
-    summary["files"][CHECKPOINT_NAME] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
+    files[CHECKPOINT_NAME] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
     log(f"wrote {CHECKPOINT_NAME}: {info['bytes'] / 1e6:.0f} MB, {info['tensors']} tensors")
 
     t0 = time.perf_counter()
@@ -302,11 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     info = write_safetensors(
         torch, out / LORA_NAME, [(lora_specs + alphas, 4, LORA_STD)], lora_meta
     )
-    summary["files"][LORA_NAME] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
+    files[LORA_NAME] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
 
     t0 = time.perf_counter()
     info = write_safetensors(torch, out / VAE_NAME, [(vae_specs, 5, WEIGHT_STD)], base_meta)
-    summary["files"][VAE_NAME] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
+    files[VAE_NAME] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
 
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["torch"] = torch.__version__

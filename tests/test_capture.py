@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import importlib.util
 import logging
-import sys
 import tracemalloc
 import weakref
 from pathlib import Path
@@ -21,7 +20,7 @@ from runtime_metadata import capture
 from runtime_metadata.capture import hooks
 from runtime_metadata.capture.summary import REDACTED
 from runtime_metadata.events.log import read_log
-from runtime_metadata.events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, RunFinished
+from runtime_metadata.events.schema import NodeFinished, NodeInputs, NodeStarted, RunFinished
 from runtime_metadata.projections.runtime import project, runtime_document
 
 from .executors import testnodes

@@ -1060,7 +1060,7 @@ def test_an_executor_whose_run_cannot_be_keyed_installs_nothing(env):
     module = load_modern("2026")
     inner = module.PromptExecutor.execute
 
-    def execute(self, graph, job_id, extra_data={}, execute_outputs=[]):  # noqa: B006
+    def execute(self, graph, job_id, extra_data={}, execute_outputs=[]):
         return inner(self, graph, job_id, extra_data, execute_outputs)
 
     module.PromptExecutor.execute = execute

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from runtime_metadata.nodes import IntMathRuntimeMetadata
 from runtime_metadata.projections.rules import (
     PASS_ROLES,

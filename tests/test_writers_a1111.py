@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+
 from runtime_metadata.writers.a1111 import (
     model_stem,
     number,

@@ -11,6 +11,7 @@ from pathlib import Path
 import piexif
 import pytest
 from PIL import Image
+
 from runtime_metadata.writers.atomic import atomic_write_bytes
 from runtime_metadata.writers.exif import (
     DROP_ORDER,

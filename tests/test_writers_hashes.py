@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from runtime_metadata.writers import hashes
 from runtime_metadata.writers.hashes import HashCache, autov2
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import piexif
 import pytest
 from PIL import Image
+
 from runtime_metadata.writers.containers import MAX_TEXT_BYTES
 from runtime_metadata.writers.png import read_text_chunks
 from runtime_metadata.writers.read import read_metadata

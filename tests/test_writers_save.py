@@ -14,6 +14,7 @@ from typing import Any
 import piexif
 import pytest
 from PIL import Image
+
 from runtime_metadata.writers import save as save_module
 from runtime_metadata.writers.a1111 import parameters as a1111_parameters
 from runtime_metadata.writers.atomic import TEMP_PREFIX

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import zstandard
 from PIL import Image
+
 from runtime_metadata.errors import RuntimeMetadataError, SidecarError
 from runtime_metadata.writers.png import TextChunk, png_chunks, write_png
 from runtime_metadata.writers.read import read_metadata

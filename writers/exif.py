@@ -103,7 +103,7 @@ def build_exif(
     items: list[tuple[str, str, str, int, Any]] = []
     if prompt is not None:
         items.append(("prompt", "prompt", "0th", IMAGE_DESCRIPTION, _tagged("prompt", prompt)))
-    for (key, text), tag in zip(tagged_extras, EXTRA_TAGS):
+    for (key, text), tag in zip(tagged_extras, EXTRA_TAGS, strict=False):
         items.append(("extra", f"extra:{key}", "0th", tag, text))
     if has_workflow:
         items.append(("workflow", "workflow", "0th", MAKE, _tagged("workflow", workflow)))

@@ -89,10 +89,7 @@ def read_metadata(path: str | os.PathLike[str], *, follow_sidecar: bool = True) 
         return meta
     meta.chunks = found.chunk_order
     meta.problems += found.problems
-    if meta.format == "png":
-        document_text = _read_png(meta, found)
-    else:
-        document_text = _read_exif_xmp(meta, found)
+    document_text = _read_png(meta, found) if meta.format == "png" else _read_exif_xmp(meta, found)
     if document_text is not None:
         _read_document(meta, document_text, follow_sidecar)
     return meta
@@ -132,7 +129,7 @@ def _read_exif_xmp(meta: ImageMetadata, found: Found) -> str | None:
     if found.exif is not None:
         try:
             values = read_exif(found.exif)
-        except Exception as exc:  # noqa: BLE001 - piexif raises many types on damaged EXIF
+        except Exception as exc:
             meta.problems.append(f"EXIF unreadable: {type(exc).__name__}: {exc}")
         else:
             meta.prompt = _json(meta, "prompt", values.prompt)

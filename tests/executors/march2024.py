@@ -19,7 +19,7 @@ class InterruptProcessingException(Exception):
     """Same name as comfy.model_management's."""
 
 
-def get_input_data(inputs, class_def, unique_id, outputs={}, prompt={}, extra_data={}):  # noqa: B006
+def get_input_data(inputs, class_def, unique_id, outputs={}, prompt={}, extra_data={}):
     valid_inputs = class_def.INPUT_TYPES()
     input_data_all = {}
     for x in inputs:
@@ -162,7 +162,7 @@ class PromptExecutor:
             self.outputs.pop(unique_id)
         return to_delete
 
-    def execute(self, prompt, prompt_id, extra_data={}, execute_outputs=[]):  # noqa: B006
+    def execute(self, prompt, prompt_id, extra_data={}, execute_outputs=[]):
         self.status_messages = []
         self.add_message("execution_start", {"prompt_id": prompt_id}, broadcast=False)
         # Outputs of nodes whose inputs (and upstream nodes) are unchanged stay cached, as in

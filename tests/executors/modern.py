@@ -34,7 +34,7 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 EXECUTE_PARAMS: int = globals().get("EXECUTE_PARAMS", 11)
 HIDDEN_KWARG: str = globals().get("HIDDEN_KWARG", "v3_data")
@@ -75,20 +75,20 @@ def before_node_execution():
 class ExecutionContext(NamedTuple):
     prompt_id: str
     node_id: str
-    list_index: Optional[int]
+    list_index: int | None
 
 
-current_executing_context: contextvars.ContextVar[Optional[ExecutionContext]] = contextvars.ContextVar(
+current_executing_context: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar(
     "current_executing_context", default=None
 )
 
 
-def get_executing_context() -> Optional[ExecutionContext]:
+def get_executing_context() -> ExecutionContext | None:
     return current_executing_context.get(None)
 
 
 class CurrentNodeContext:
-    def __init__(self, prompt_id: str, node_id: str, list_index: Optional[int] = None):
+    def __init__(self, prompt_id: str, node_id: str, list_index: int | None = None):
         self.context = ExecutionContext(prompt_id=prompt_id, node_id=node_id, list_index=list_index)
         self.token = None
 
@@ -147,7 +147,7 @@ class GraphBuilder:
         GraphBuilder._default_prefix_graph_index += 1
         return result
 
-    def node(self, class_type, id=None, **kwargs):  # noqa: A002 - ComfyUI's name
+    def node(self, class_type, id=None, **kwargs):
         if id is None:
             id = str(self.id_gen)
             self.id_gen += 1
@@ -163,7 +163,7 @@ class GraphBuilder:
 
 
 class Node:
-    def __init__(self, id, class_type, inputs):  # noqa: A002
+    def __init__(self, id, class_type, inputs):
         self.id = id
         self.class_type = class_type
         self.inputs = inputs
@@ -646,7 +646,7 @@ class IsChangedCache:
             is_changed = await _async_map_node_over_list(self.prompt_id, node_id, class_def, input_data_all, "IS_CHANGED")
             is_changed = await resolve_map_node_over_list_results(is_changed)
             node["is_changed"] = [None if isinstance(x, ExecutionBlocker) else x for x in is_changed]
-        except Exception:  # noqa: BLE001
+        except Exception:
             node["is_changed"] = float("NaN")
         finally:
             self.is_changed[node_id] = node["is_changed"]
@@ -661,7 +661,7 @@ class CacheSet:
         self.all = [self.outputs, self.ui, self.objects]
 
 
-def get_input_data(inputs, class_def, unique_id, outputs=None, dynprompt=None, extra_data={}):  # noqa: B006
+def get_input_data(inputs, class_def, unique_id, outputs=None, dynprompt=None, extra_data={}):
     valid_inputs = class_def.INPUT_TYPES()
     input_data_all = {}
     missing_keys = {}
@@ -1054,7 +1054,7 @@ async def _execute(server, dynprompt, caches, current_item, extra_data, executed
         tips = ""
         error_details = {
             "node_id": real_node_id,
-            "exception_message": "{}\n{}".format(ex, tips),
+            "exception_message": f"{ex}\n{tips}",
             "exception_type": exception_type,
             "traceback": traceback.format_tb(tb),
             "current_inputs": input_data_formatted,
@@ -1126,10 +1126,10 @@ class PromptExecutor:
             }
             self.add_message("execution_error", mes, broadcast=False)
 
-    def execute(self, prompt, prompt_id, extra_data={}, execute_outputs=[]):  # noqa: B006
+    def execute(self, prompt, prompt_id, extra_data={}, execute_outputs=[]):
         asyncio.run(self.execute_async(prompt, prompt_id, extra_data, execute_outputs))
 
-    async def execute_async(self, prompt, prompt_id, extra_data={}, execute_outputs=[]):  # noqa: B006
+    async def execute_async(self, prompt, prompt_id, extra_data={}, execute_outputs=[]):
         interrupt_processing(False)
         if "client_id" in extra_data:
             self.server.client_id = extra_data["client_id"]

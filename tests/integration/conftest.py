@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # the plugin package itself
-
 from runtime_metadata.harness import ComfyServer, Installation, ensure_comfyui
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the plugin package itself
 
 StartComfy = Callable[..., ComfyServer]
 
