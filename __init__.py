@@ -22,7 +22,7 @@ def _install_hooks() -> None:
     install_into_comfyui()
     try:
         comfy.register_status_route(status_report)
-    except Exception:  # noqa: BLE001 - a status page is never worth a failed start
+    except Exception:  # a status page is never worth a failed ComfyUI start
         import logging
 
         logging.getLogger("runtime_metadata").warning("[runtime-metadata] status route not registered", exc_info=True)

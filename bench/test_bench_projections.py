@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
+
 from runtime_metadata.events.schema import (
     AnyEvent,
     NodeFinished,

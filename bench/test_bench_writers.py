@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+
 from runtime_metadata.writers.a1111 import parameters as a1111_parameters
 from runtime_metadata.writers.read import read_metadata
 from runtime_metadata.writers.save import encode_document, save_image

@@ -48,11 +48,12 @@ def comfy() -> Any:
         pytest.fail("set COMFYUI_PATH to the ComfyUI folder (scripts/test does)")
     sys.path.insert(0, root)
     os.chdir(root)
-    import comfy.cli_args  # noqa: PLC0415 - ComfyUI must be on sys.path first
+    import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
-    import execution  # noqa: PLC0415
-    import nodes  # noqa: PLC0415
+    import execution
+
+    import nodes
 
     plugin = _load_plugin()
     nodes.NODE_CLASS_MAPPINGS.update(plugin.NODE_CLASS_MAPPINGS)

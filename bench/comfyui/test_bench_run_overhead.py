@@ -70,7 +70,7 @@ def test_chain_of_200_int_nodes_capture_on_vs_off(benchmark, comfy, monkeypatch)
         f"ComfyUI spends {off_median / N_NODES * 1e6:.1f} us/node"
     )
     # The run with capture really was captured (the benchmark measured what it claims).
-    from runtime_metadata.events.log import read_log  # noqa: PLC0415
+    from runtime_metadata.events.log import read_log
 
     events = read_log(capture.STORE.get("on")).events
     assert sum(type(e).__name__ == "NodeInputs" for e in events) == N_NODES
