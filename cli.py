@@ -142,7 +142,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
         url = args.url.rstrip("/") + "/runtime_metadata/status"
         try:
-            with urllib.request.urlopen(url, timeout=10) as response:
+            with urllib.request.urlopen(url, timeout=10) as response:  # user-given local URL
                 report = json.load(response)
         except OSError as exc:
             _print(f"cannot reach {url}: {exc} (is ComfyUI running with this plugin loaded?)")

@@ -115,7 +115,7 @@ class SaveImageRuntimeMetadata:
         self,
         images: Any,
         filename_prefix: str = "ComfyUI",
-        format: str = "png",
+        format: str = "png",  # the socket name users see
         quality: int = 95,
         lossless: bool = False,
         capture: str = "auto",
@@ -145,7 +145,7 @@ class SaveImageRuntimeMetadata:
                 parameters = a1111_parameters(infotext_generation(generation, cfg.enable_hash_cache))
                 if not embed_runtime:
                     document.pop("runtime", None)
-            except Exception:
+            except Exception:  # the image is always saved
                 log.exception("[runtime-metadata] could not build the metadata document; saving without it")
                 document = None
         results = []
@@ -159,7 +159,7 @@ class SaveImageRuntimeMetadata:
                     parameters=parameters, inline_size_limit_kb=cfg.inline_size_limit_kb,
                     quality=quality, lossless=lossless, metadata=with_metadata,
                 )
-            except Exception:
+            except Exception:  # never lose the image over its metadata
                 log.exception("[runtime-metadata] saving %s with full metadata failed; saving with ComfyUI's own", name)
                 save_image(pil, path, fmt, prompt=prompt, extra_pnginfo=pnginfo, quality=quality,
                            lossless=lossless, metadata=with_metadata)

@@ -71,7 +71,7 @@ def install_into_comfyui(force: bool = False) -> CaptureStatus:
         if status.installed:
             log.info("[runtime-metadata] capture installed (%s): %s", status.generation, ", ".join(status.installed))
         return status
-    except Exception as exc:
+    except Exception as exc:  # a plugin must never stop ComfyUI from starting
         fault("install", exc)
         return STATUS
 

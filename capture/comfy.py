@@ -15,7 +15,7 @@ from typing import Any
 def _module(name: str) -> Any:
     try:
         return importlib.import_module(name)
-    except Exception:
+    except Exception:  # absent or broken: the caller falls back
         return None
 
 
@@ -90,7 +90,7 @@ def model_file(kind: str, name: str) -> str | None:
     fp = _module("folder_paths")
     try:
         path = fp.get_full_path(kind, name) if fp is not None else None
-    except Exception:
+    except Exception:  # unknown kind or odd name: no hash, not an error
         return None
     return str(path) if path else None
 

@@ -151,7 +151,7 @@ class RunHook(Hook):
             )
             token = current_run.set(rec)
             return rec, token, args[0] if args else None
-        except Exception as exc:
+        except Exception as exc:  # capture must never break the run
             fault("run: start", exc)
             return None
 
@@ -586,7 +586,7 @@ def _hidden_names(cls: type) -> tuple[frozenset[str], frozenset[str]]:
                     skip.add(name)
                 elif kind in _HIDDEN_SECRET:
                     secret.add(name)
-        except Exception:
+        except Exception:  # V3 nodes or odd packs: fall back to name rules
             pass
         got = _hidden_cache[cls] = (frozenset(skip), frozenset(secret))
     return got

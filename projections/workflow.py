@@ -193,7 +193,7 @@ class StaticValues:
             guessed = guessed or g
         try:
             return rule.fn(**args), None, guessed
-        except Exception:
+        except Exception:  # operands the node itself would reject: value unknown
             return None
 
 

@@ -129,7 +129,7 @@ def _read_exif_xmp(meta: ImageMetadata, found: Found) -> str | None:
     if found.exif is not None:
         try:
             values = read_exif(found.exif)
-        except Exception as exc:
+        except Exception as exc:  # piexif raises many types on damaged EXIF
             meta.problems.append(f"EXIF unreadable: {type(exc).__name__}: {exc}")
         else:
             meta.prompt = _json(meta, "prompt", values.prompt)

@@ -48,7 +48,7 @@ def comfy() -> Any:
         pytest.fail("set COMFYUI_PATH to the ComfyUI folder (scripts/test does)")
     sys.path.insert(0, root)
     os.chdir(root)
-    import comfy.cli_args
+    import comfy.cli_args  # ComfyUI must be on sys.path first
 
     comfy.cli_args.args.cpu = True
     import execution

@@ -147,7 +147,7 @@ class GraphBuilder:
         GraphBuilder._default_prefix_graph_index += 1
         return result
 
-    def node(self, class_type, id=None, **kwargs):
+    def node(self, class_type, id=None, **kwargs):  # ComfyUI's name
         if id is None:
             id = str(self.id_gen)
             self.id_gen += 1
