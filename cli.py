@@ -175,7 +175,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
         paths += sorted(p.glob("*.rtlog")) if p.is_dir() else [p]
     docs = []
     for path in paths:
-        result = read_log_file(path)
+        try:
+            result = read_log_file(path)
+        except (OSError, RuntimeMetadataError) as exc:  # one bad file never hides the others
+            print(f"{path}: skipped ({exc})", file=sys.stderr)
+            continue
         if result.damage:
             print(f"{path}: damaged, {len(result.damage)} stretch(es) skipped", file=sys.stderr)
         with paused_gc(len(result.events) > 10_000):

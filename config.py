@@ -100,12 +100,12 @@ def _read_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
-    except OSError as exc:
-        _report_once(f"cannot read {path}: {exc}; using defaults")
+    except (OSError, UnicodeDecodeError) as exc:
+        _report_once(f"cannot read {path} as UTF-8 text ({exc}); using defaults")
         return {}
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         _report_once(f"{path} is not valid JSON ({exc}); using defaults")
         return {}
     if not isinstance(data, dict):

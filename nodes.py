@@ -127,7 +127,11 @@ class SaveImageRuntimeMetadata:
     ) -> dict[str, Any]:
         if capture == "on":
             _capture_on()
-        cfg = config.get()
+        try:
+            cfg = config.get()
+        except Exception:  # the configuration never costs an image
+            log.exception("[runtime-metadata] configuration unreadable; using defaults")
+            cfg = config.Config()
         fmt = format if format in FORMATS else "png"
         height, width = int(images[0].shape[0]), int(images[0].shape[1])
         folder, filename, counter, subfolder, _ = comfy.save_image_path(filename_prefix, width, height)
@@ -141,13 +145,17 @@ class SaveImageRuntimeMetadata:
             try:
                 document = build_save_document(prompt, str(unique_id), capture)
                 _report_disagreements(document, cfg)
-                generation = document["ai_info"]["generation"]
-                parameters = a1111_parameters(infotext_generation(generation, cfg.enable_hash_cache))
                 if not embed_runtime:
                     document.pop("runtime", None)
             except Exception:  # the image is always saved
                 log.exception("[runtime-metadata] could not build the metadata document; saving without it")
                 document = None
+            if document is not None:
+                try:  # an unreadable model file costs the A1111 string, not the document
+                    generation = document["ai_info"]["generation"]
+                    parameters = a1111_parameters(infotext_generation(generation, cfg.enable_hash_cache))
+                except Exception:  # the image is always saved
+                    log.exception("[runtime-metadata] could not build the A1111 parameters; saving without them")
         results = []
         for batch_number, image in enumerate(images):
             name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.{_EXT[fmt]}"

@@ -47,8 +47,8 @@ from operator import itemgetter
 from typing import Any
 
 from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted
-from .recorder import Recorder, RunStore, current_node, current_run, fit_ints
-from .summary import MAX_STRING, REDACTED, is_secret_name, scrub_secrets, summarize_inputs
+from .recorder import Recorder, RunStore, current_node, current_run
+from .summary import MAX_STRING, REDACTED, is_secret_name, redact_strings, scrub_secrets, summarize_inputs
 
 log = logging.getLogger("runtime_metadata")
 
@@ -139,16 +139,17 @@ class RunHook(Hook):
             pnginfo = extra.get("extra_pnginfo") if isinstance(extra, dict) else None
             workflow = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
             # Credentials typed into widgets stay out of the log (and so out of every image).
-            prompt, workflow = scrub_secrets(prompt if isinstance(prompt, dict) else {}, workflow)
+            scrubbed = scrub_secrets(prompt if isinstance(prompt, dict) else {}, workflow)
             rec = Recorder(
                 prompt_id,
-                prompt,
-                workflow,
+                scrubbed.prompt,
+                scrubbed.workflow,
                 STATUS.generation,
                 _settings.get("plugin_version", lambda: "")(),
                 _settings.get("log_dir", lambda: None)(),
                 _settings.get("environment", dict)(),
             )
+            rec.secret_nodes, rec.secrets = scrubbed.secret_nodes, scrubbed.secrets
             token = current_run.set(rec)
             return rec, token, args[0] if args else None
         except Exception as exc:  # capture must never break the run
@@ -283,7 +284,7 @@ class NodeHook(Hook):
             t0 = _perf()
             if exc is not None:
                 rec.pending.pop(node_id, None)
-                rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, _cut(exc)))
+                rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, rec.redact(_cut(exc))))
             else:
                 flag = _flag(result)
                 if flag == "FAILURE":
@@ -303,7 +304,7 @@ class NodeHook(Hook):
                                 t0,
                                 _failure_status(ex) if isinstance(ex, BaseException) else "failed",
                                 error.get("exception_type") or (type(ex).__name__ if ex else None),
-                                str(message).rstrip()[:2000] or None,
+                                rec.redact(str(message).rstrip()[:2000]) or None,
                             )
                         )
                 elif flag == "SUCCESS" and pending is not None:
@@ -456,6 +457,8 @@ class CallHook(Hook):
                 values, longest = _summarize(key, inputs)
                 if longest > 1 and getattr(obj, "INPUT_IS_LIST", False):
                     longest = 1  # called once with the whole lists
+            if rec.secret_nodes and node_id in rec.secret_nodes:
+                values = redact_strings(values)  # it feeds a credential input: keep no string
             rec.started.add(node_id)
             append = rec.log.append
             node = rec.prompt.get(node_id)
@@ -466,10 +469,7 @@ class CallHook(Hook):
                 if type(class_type) is not str:
                     class_type = cls.__name__ if obj is not None else "?"
                 append(NodeStarted(node_id, class_type, t0))
-            try:
-                append(NodeInputs(node_id, t0, values, longest))
-            except OverflowError:  # an int beyond 64 bits: recorded as its decimal text
-                append(NodeInputs(node_id, t0, fit_ints(values), longest))
+            append(NodeInputs(node_id, t0, values, longest))
             return rec, node_id, _perf() - t0  # charged with the end's own time, in end()
         except Exception as exc:
             fault("call: inputs", exc)
@@ -480,7 +480,7 @@ class CallHook(Hook):
         t0 = _perf()
         try:
             if exc is not None:
-                rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, _cut(exc)))
+                rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, rec.redact(_cut(exc))))
             elif type(result) is not tuple or len(result) < 4 or not (result[3] or result[2]):
                 rec.log.append(NodeFinished(node_id, t0, "executed"))
             elif result[3]:
@@ -531,7 +531,7 @@ class _TaskWatch:
                     break
                 error = task.exception()
                 if error is not None:
-                    status, etype, emsg = _failure_status(error), type(error).__name__, _cut(error)
+                    status, etype, emsg = _failure_status(error), type(error).__name__, rec.redact(_cut(error))
                     break
             self.tasks = []
             rec.append(NodeFinished(self.node_id, t0, status, etype, emsg))

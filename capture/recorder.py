@@ -7,6 +7,7 @@ a bounded store (oldest dropped first) as encoded log bytes: no live objects sur
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -17,13 +18,23 @@ from typing import Any
 
 import msgspec
 
-from ..events.log import FileLog, MemoryLog
+from ..events.log import FileLog, MemoryLog, encodable
 from ..events.schema import AnyEvent, HookStats, RunFinished, RunStarted
+from .summary import cut_strings, redact_text
 
 #: The run being executed in this context (thread / task), if capture is on.
 current_run: ContextVar[Recorder | None] = ContextVar("runtime_metadata_run", default=None)
 #: The node whose per-node function is executing (needed where get_output_data has no id).
 current_node: ContextVar[str | None] = ContextVar("runtime_metadata_node", default=None)
+
+
+#: A RunStarted larger than this has its long strings cut before it is logged.
+MAX_RUN_STARTED_BYTES = 1 << 20
+#: Strings of the prompt/workflow kept whole up to this length (prompt texts are far shorter).
+MAX_PROMPT_STRING = 16_384
+#: Finished runs kept in memory, in bytes of log, whatever ``max_finished_runs`` says.
+MAX_STORE_BYTES = 256 << 20
+_sizer = msgspec.msgpack.Encoder()
 
 
 class Recorder:
@@ -40,6 +51,8 @@ class Recorder:
         "pending",
         "prompt",
         "prompt_id",
+        "secret_nodes",
+        "secrets",
         "started",
     )
 
@@ -65,14 +78,20 @@ class Recorder:
         self.pending: dict[str, Any] = {}
         #: Modern ComfyUI's DynamicPrompt, for the ids of expanded nodes; dropped at the end.
         self.dynprompt: Any = None
+        #: From scrub_secrets: nodes feeding credential inputs, and the credential values.
+        self.secret_nodes: frozenset[str] = frozenset()
+        self.secrets: frozenset[str] = frozenset()
         self.log_path: Path | None = None
         self.log: MemoryLog | FileLog
+        self.log = MemoryLog()
         if log_dir:
-            os.makedirs(log_dir, exist_ok=True)
-            self.log_path = Path(log_dir) / f"{_safe_name(prompt_id)}.rtlog"
-            self.log = FileLog(self.log_path)
-        else:
-            self.log = MemoryLog()
+            path = Path(log_dir) / f"{_safe_name(prompt_id)}.rtlog"
+            try:
+                os.makedirs(log_dir, exist_ok=True)
+                self.log = FileLog(path)
+                self.log_path = path
+            except OSError as exc:  # a bad folder loses the file, not the capture
+                _report_once(f"cannot keep event logs in {log_dir!r} ({exc}); keeping them in memory only")
         started = RunStarted(
             prompt_id=prompt_id,
             wall_ns=time.time_ns(),
@@ -84,9 +103,18 @@ class Recorder:
             environment=environment or {},
         )
         try:
-            self.log.append(started)
-        except OverflowError:  # an int widget beyond 64 bits (INT inputs allow them)
-            self.log.append(msgspec.structs.replace(started, prompt=fit_ints(prompt), workflow=fit_ints(workflow)))
+            size = len(_sizer.encode(started))
+        except (OverflowError, UnicodeEncodeError):  # huge ints, lone surrogates: made text
+            started = encodable(started)
+            size = len(_sizer.encode(started))
+        if size > MAX_RUN_STARTED_BYTES:
+            # Base64 images and other blobs in widgets: keep the graph, not the payloads.
+            started = msgspec.structs.replace(
+                started,
+                prompt=cut_strings(started.prompt, MAX_PROMPT_STRING),
+                workflow=cut_strings(started.workflow, MAX_PROMPT_STRING),
+            )
+        self.log.append(started)
 
     def append(self, event: AnyEvent) -> None:
         """Add one event to this run's log.
@@ -95,6 +123,10 @@ class Recorder:
         when it hands ComfyUI's own input dict (plain scalars only) to a ``NodeInputs``.
         """
         self.log.append(event)
+
+    def redact(self, text: str | None) -> str | None:
+        """An error text with this run's credential values replaced (messages may quote them)."""
+        return redact_text(text, self.secrets) if text and self.secrets else text
 
     def charge(self, t0: int) -> None:
         """Account the time since ``t0`` as capture overhead."""
@@ -114,7 +146,7 @@ class Recorder:
     def finish(self, status: str, error_type: str | None, error_message: str | None) -> bytes:
         """Close the run: final stats and status, flush the file; return the log bytes."""
         self.append(HookStats(self.hook_calls, self.hook_total_ns, self.hook_max_ns))
-        self.append(RunFinished(time.perf_counter_ns(), status, error_type, error_message))
+        self.append(RunFinished(time.perf_counter_ns(), status, error_type, self.redact(error_message)))
         self.finished = True
         self.dynprompt = None
         self.pending.clear()
@@ -123,26 +155,20 @@ class Recorder:
         return self.log.to_bytes()
 
     def snapshot(self) -> bytes:
-        """The log as it stands now."""
+        """The log as it stands now (on disk too: what a save embeds can always be replayed)."""
+        if isinstance(self.log, FileLog):
+            self.log.flush()
         return self.log.to_bytes()
 
 
 #: The ints msgpack can hold; others are recorded as their decimal text.
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_reported: set[str] = set()
 
 
-def fit_ints(value: Any) -> Any:
-    """``value`` with every int msgpack cannot encode replaced by its decimal text.
-
-    Only called after an ``OverflowError`` from the log, so ordinary values cost nothing.
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if _INT_MIN <= value <= _INT_MAX else str(int(value))
-    if isinstance(value, (list, tuple)):
-        return [fit_ints(v) for v in value]
-    if isinstance(value, dict):
-        return {k: fit_ints(v) for k, v in value.items()}
-    return value
+def _report_once(message: str) -> None:
+    if message not in _reported and len(_reported) < 100:
+        _reported.add(message)
+        logging.getLogger("runtime_metadata").warning("[runtime-metadata] %s", message)
 
 
 def _safe_name(prompt_id: str) -> str:
@@ -157,15 +183,19 @@ class RunStore:
     def __init__(self, limit: int = 64) -> None:
         self.limit = max(1, limit)
         self._runs: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def put(self, prompt_id: str, log_bytes: bytes) -> None:
         """Keep a finished run's log."""
         with self._lock:
+            old = self._runs.pop(prompt_id, None)
+            self._bytes -= len(old) if old is not None else 0
             self._runs[prompt_id] = log_bytes
-            self._runs.move_to_end(prompt_id)
-            while len(self._runs) > self.limit:
-                self._runs.popitem(last=False)
+            self._bytes += len(log_bytes)
+            while len(self._runs) > self.limit or (self._bytes > MAX_STORE_BYTES and len(self._runs) > 1):
+                _, dropped = self._runs.popitem(last=False)
+                self._bytes -= len(dropped)
 
     def get(self, prompt_id: str) -> bytes | None:
         """A finished run's log, if still kept."""

@@ -10,6 +10,8 @@ a float or a short string) is one dict lookup.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -21,11 +23,29 @@ MAX_ITEMS = 8
 MAX_DEPTH = 3
 
 _SCALARS = frozenset({int, float, bool, type(None)})
-_SECRET_NAME = re.compile(
-    r"(api[_-]?key|apikey|token|passw(or)?d|secret|credential|auth|private[_-]?key|cookie|session[_-]?id)",
-    re.IGNORECASE,
+#: Name parts that mark a credential wherever they stand.
+_SECRET_WORDS = frozenset(
+    {"password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials",
+     "cookie", "cookies", "apikey", "authorization", "auth", "bearer"}
 )
+#: Adjacent parts that mark one ("api_key", "privateKey", "session-id").
+_SECRET_PAIRS = frozenset(
+    {("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("session", "id")}
+)
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_SPLIT = re.compile(r"[^a-z0-9]+")
 _secret_cache: dict[str, bool] = {}
+
+
+def _looks_secret(name: str) -> bool:
+    # Whole name parts, not substrings: "auth_token" and "apiKey" are credentials,
+    # "max_tokens", "author" and "token_normalization" are not.
+    parts = [p for p in _SPLIT.split(_CAMEL.sub(r"\1_\2", name).lower()) if p]
+    if not parts:
+        return False
+    if parts[-1] == "token" or any(p in _SECRET_WORDS for p in parts):
+        return True
+    return any(pair in _SECRET_PAIRS for pair in pairwise(parts))
 
 
 def is_secret_name(name: str) -> bool:
@@ -34,7 +54,7 @@ def is_secret_name(name: str) -> bool:
     if hit is None:
         if len(_secret_cache) > 10_000:  # pathological node packs; keep memory flat
             _secret_cache.clear()
-        hit = _secret_cache[name] = bool(_SECRET_NAME.search(name))
+        hit = _secret_cache[name] = _looks_secret(name)
     return hit
 
 
@@ -114,16 +134,29 @@ def summarize_inputs(
     return out
 
 
-def scrub_secrets(prompt: Any, workflow: Any) -> tuple[Any, Any]:
-    """Copies of the prompt and the UI workflow with credential-looking inputs redacted.
+@dataclass(frozen=True)
+class Scrubbed:
+    """A prompt and workflow safe to log, and what was found to keep out of later events."""
 
-    The prompt names its inputs, so literal values of credential-named inputs are replaced.
-    The UI workflow stores widget values without names, so every string equal to a secret
-    found in the prompt is replaced wherever it appears. Untouched inputs are shared, not
-    copied: the prompt is plain JSON that nothing mutates after the run starts.
+    prompt: Any
+    workflow: Any
+    #: Nodes whose output feeds a credential-named input: all their strings are redacted.
+    secret_nodes: frozenset[str] = frozenset()
+    #: The credential values themselves, to redact wherever else they turn up (error texts).
+    secrets: frozenset[str] = frozenset()
+
+
+def scrub_secrets(prompt: Any, workflow: Any) -> Scrubbed:
+    """Copies of the prompt and the UI workflow with credentials redacted.
+
+    A credential-named input (``api_key``, ``auth_token``…) loses its literal value; when it is
+    linked, the node that feeds it (a primitive or string node holding the key) loses all its
+    literal strings instead. The UI workflow stores widget values without names, so every
+    string equal to a secret found in the prompt is replaced wherever it appears. Untouched
+    nodes are shared, not copied: the prompt is plain JSON that the log encodes at once.
     """
     if not isinstance(prompt, dict):
-        return prompt, workflow
+        return Scrubbed(prompt, workflow)
     # Most prompts have no credential-named input at all: find out with one set of names
     # (built in C) and return the prompt as it is, without walking it twice.
     names: set[Any] = set()
@@ -132,26 +165,66 @@ def scrub_secrets(prompt: Any, workflow: Any) -> tuple[Any, Any]:
         if type(inputs) is dict:
             names.update(inputs)
     if not any(is_secret_name(str(n)) for n in names):
-        return prompt, workflow
+        return Scrubbed(prompt, workflow)
     secrets: set[str] = set()
-    clean: dict[str, Any] = {}
+    sources: set[str] = set()
+    clean: dict[str, Any] = dict(prompt)
     for node_id, node in prompt.items():
         inputs = node.get("inputs") if isinstance(node, dict) else None
-        if not isinstance(inputs, dict) or not any(is_secret_name(str(k)) for k in inputs):
-            clean[node_id] = node
+        if not isinstance(inputs, dict):
             continue
-        new_inputs = {}
+        new_inputs = dict(inputs)
         for name, value in inputs.items():
-            if is_secret_name(str(name)) and not isinstance(value, list):
-                if isinstance(value, str) and value:
+            if not is_secret_name(str(name)):
+                continue
+            if isinstance(value, list):
+                if value and isinstance(value[0], (str, int)):
+                    sources.add(str(value[0]))
+                continue
+            if isinstance(value, str) and value:
+                secrets.add(value)
+            new_inputs[name] = REDACTED
+        if new_inputs != inputs:
+            clean[node_id] = {**node, "inputs": new_inputs}
+    for source in sources:
+        node = clean.get(source)
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(inputs, dict):
+            continue
+        new_inputs = dict(inputs)
+        for name, value in inputs.items():
+            if isinstance(value, str):
+                if value:
                     secrets.add(value)
                 new_inputs[name] = REDACTED
-            else:
-                new_inputs[name] = value
-        clean[node_id] = {**node, "inputs": new_inputs}
-    if not secrets:
-        return clean, workflow
-    return clean, _replace_strings(workflow, secrets)
+        clean[source] = {**node, "inputs": new_inputs}
+    if secrets:
+        workflow = _replace_strings(workflow, secrets)
+    return Scrubbed(clean, workflow, frozenset(sources), frozenset(secrets))
+
+
+def cut_strings(value: Any, limit: int) -> Any:
+    """A copy of JSON data with every string longer than ``limit`` cut (see ``cut``)."""
+    if isinstance(value, str):
+        return cut(value, limit) if len(value) > limit else value
+    if isinstance(value, list):
+        return [cut_strings(v, limit) for v in value]
+    if isinstance(value, dict):
+        return {k: cut_strings(v, limit) for k, v in value.items()}
+    return value
+
+
+def redact_strings(values: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """``values`` with every string replaced: the inputs of a node that feeds a credential."""
+    return {k: [REDACTED if isinstance(v, str) else v for v in vs] for k, vs in values.items()}
+
+
+def redact_text(text: str, secrets: frozenset[str]) -> str:
+    """``text`` with every known secret value replaced (error messages may quote them)."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def _replace_strings(value: Any, secrets: set[str]) -> Any:

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -44,6 +44,36 @@ def header(version: int = SCHEMA_VERSION) -> bytes:
     return _HEADER.pack(MAGIC, version, 0)
 
 
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
+
+
+def encodable(value: Any) -> Any:
+    """``value`` with what msgpack cannot hold turned into text.
+
+    That is ints beyond 64 bits (ComfyUI's INT widgets allow them) and strings with lone
+    surrogates (half an emoji in a title passes JSON). Only called after the encoder refused
+    an event, so ordinary events cost nothing.
+    """
+    if isinstance(value, msgspec.Struct):
+        fields = {f: encodable(getattr(value, f)) for f in value.__struct_fields__}
+        return msgspec.structs.replace(value, **fields)
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if _INT_MIN <= value <= _INT_MAX else str(int(value))
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [encodable(v) for v in value]
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    return value
+
+
 class MemoryLog:
     """An append-only log held in one growing bytearray."""
 
@@ -56,7 +86,10 @@ class MemoryLog:
         """Encode ``event`` and add it to the buffer as one frame."""
         # Measured: encoding to bytes then two in-place extends beats encode_into plus a
         # checksum over a slice of the buffer (which has to copy or pin a memoryview).
-        payload = self._encoder.encode(event)
+        try:
+            payload = self._encoder.encode(event)
+        except (OverflowError, UnicodeEncodeError):
+            payload = self._encoder.encode(encodable(event))
         buf = self._buf
         buf += _FRAME.pack(len(payload), zlib.crc32(payload))
         buf += payload
@@ -77,19 +110,26 @@ class MemoryLog:
 class FileLog:
     """An append-only log written through to a file.
 
-    Frames go through a buffered writer; ``flush`` (called at the end of each run) makes
-    them durable. A crash loses at most the unflushed tail, which the reader reports.
+    The header is written at once; frames are written whenever ``FLUSH_BYTES`` have gathered,
+    when ``flush`` is called (the save node and the end of the run do) and at ``close``. A
+    crash loses at most the unflushed tail, which the reader reports as a torn tail.
     """
+
+    #: Unwritten bytes that trigger a write (one syscall per ~64 KiB, never one per node).
+    FLUSH_BYTES = 64 * 1024
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._memory = MemoryLog()
         self._written = 0
         self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        self.flush()
 
     def append(self, event: AnyEvent) -> None:
-        """Encode ``event`` as one frame and queue it for the file."""
+        """Encode ``event`` as one frame; write the pending frames once enough have gathered."""
         self._memory.append(event)
+        if len(self._memory) - self._written >= self.FLUSH_BYTES:
+            self.flush()
 
     @property
     def count(self) -> int:

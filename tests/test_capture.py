@@ -286,3 +286,76 @@ def test_finished_runs_are_bounded_and_memory_stays_flat(execution, monkeypatch)
     assert len(hooks.STORE) == 16
     assert hooks.STORE.ids()[-1] == "r9999"
     assert growth < 256 * 1024, growth
+
+
+def test_a_credential_fed_through_a_link_is_redacted_at_its_source(execution):
+    prompt = {
+        "1": {"class_type": "Text", "inputs": {"value": "sk-linked-999", "max_tokens": 77}},
+        "2": {"class_type": "ApiNode", "inputs": {"api_key": ["1", 0], "size": 5}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+    }
+    run(execution, prompt, outputs=("3",))
+    data = hooks.STORE.get("p1")
+    assert b"sk-linked-999" not in data
+    events = read_log(data).events
+    inputs = {e.node_id: e.inputs for e in events if isinstance(e, NodeInputs)}
+    assert inputs["1"] == {"value": [REDACTED], "max_tokens": [77]}  # max_tokens is no credential
+    assert inputs["2"]["api_key"] == [REDACTED]
+    assert events[0].prompt["1"]["inputs"]["value"] == REDACTED
+    assert testnodes.Sink.calls[-1] == 5  # the node itself got its real key
+
+
+def test_an_error_message_quoting_a_key_is_redacted(execution):
+    prompt = {"1": {"class_type": "KeyedFail", "inputs": {"api_key": "sk-in-url-123"}}}
+    run(execution, prompt, outputs=("1",))
+    data = hooks.STORE.get("p1")
+    assert b"sk-in-url-123" not in data
+    finished = read_log(data).events[-1]
+    assert finished.status == "error" and "key=[redacted] failed" in finished.error_message
+
+
+def test_odd_strings_and_huge_ints_are_recorded_and_capture_stays_on(execution):
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 2**70}, "_meta": {"title": "half an emoji \ud83d"}},
+        "2": {"class_type": "Text", "inputs": {"value": "broken \udc00 text", "max_tokens": 1}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+        "4": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+    }
+    run(execution, prompt, outputs=("3", "4"))
+    assert hooks.STATUS.active and hooks.STATUS.disabled_reason is None
+    events = read_log(hooks.STORE.get("p1")).events
+    inputs = {e.node_id: e.inputs for e in events if isinstance(e, NodeInputs)}
+    assert inputs["1"]["value"] == [str(2**70)]
+    assert inputs["2"]["value"] == ["broken ? text"]
+    assert events[0].prompt["1"]["_meta"]["title"] == "half an emoji ?"
+
+
+def test_an_unusable_log_folder_keeps_the_run_in_memory(execution, monkeypatch, tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("AAA_METADATA_LOG_DIR", str(blocker / "logs"))
+    with caplog.at_level(logging.WARNING, logger="runtime_metadata"):
+        run(execution, CHAIN)
+        run(execution, CHAIN, "p2")
+    assert hooks.STATUS.active
+    assert hooks.STORE.get("p1") is not None and hooks.STORE.get("p2") is not None
+    assert sum("keeping them in memory only" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_blobs_in_the_prompt_are_cut_and_the_store_is_bounded_in_bytes(execution, monkeypatch):
+    from runtime_metadata.capture import recorder
+
+    blob = "iVBORw0KGgo" + "A" * 3_000_000  # a base64 image pasted into a widget
+    prompt = {
+        "1": {"class_type": "Text", "inputs": {"value": blob, "max_tokens": 1}},
+        "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+    }
+    monkeypatch.setattr(recorder, "MAX_STORE_BYTES", 50_000)
+    for i in range(5):
+        run(execution, {**prompt, "1": {"class_type": "Text", "inputs": {"value": blob + str(i), "max_tokens": 1}}}, f"b{i}", ("2",))
+    kept = hooks.STORE.ids()
+    assert kept[-1] == "b4" and len(kept) < 5
+    data = hooks.STORE.get("b4")
+    assert len(data) < 100_000
+    started = read_log(data).events[0]
+    assert started.prompt["1"]["inputs"]["value"].endswith(f"…[{len(blob) + 1} chars]")

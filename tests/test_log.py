@@ -150,3 +150,18 @@ def test_schema_evolution_old_frames_decode_with_new_defaults():
     event = msgspec.msgpack.decode(old, type=AnyEvent)
     assert isinstance(event, RunStarted) and event.environment == {}
     assert isinstance(msgspec.msgpack.decode(msgspec.msgpack.encode(NodeFinished("1", 5, "executed")), type=AnyEvent), NodeFinished)
+
+
+def test_a_file_log_reaches_the_disk_as_it_grows_not_only_at_the_end(tmp_path: Path):
+    """A process killed mid-run leaves the header and all but the last < 64 KiB of frames."""
+    path = tmp_path / "killed.rtlog"
+    log = FileLog(path)
+    assert read_log_file(path).events == []  # the header is there from the start
+    big = NodeFinished("1", 0, "failed", "E", "x" * 1000)
+    for _ in range(200):  # ~200 KB
+        log.append(big)
+    on_disk = read_log_file(path)  # no flush, no close: as after a crash
+    assert len(on_disk.events) >= 200 - FileLog.FLUSH_BYTES // 1000 - 1
+    assert all(e == big for e in on_disk.events)
+    log.close()
+    assert len(read_log_file(path).events) == 200

@@ -126,3 +126,34 @@ class ApiNode:
 MAPPINGS = {
     c.__name__: c for c in (IntConst, Add, MakeImage, Sink, Fail, SeedList, SumList, ApiNode)
 }
+
+
+class Text:
+    """A string primitive, as string nodes of many packs are."""
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("STRING", {}), "max_tokens": ("INT", {})}}
+
+    def run(self, value, max_tokens):
+        return (value,)
+
+
+class KeyedFail:
+    """Fails with a message that quotes its key, as careless API clients do."""
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"api_key": ("STRING", {})}}
+
+    def run(self, api_key):
+        raise ValueError(f"request to https://api.example/v1?key={api_key} failed")
+
+
+MAPPINGS.update({"Text": Text, "KeyedFail": KeyedFail})
