@@ -17,10 +17,11 @@ def _install_hooks() -> None:
 
     if "execution" not in sys.modules:  # not inside ComfyUI: never touch anything
         return
-    from .capture import comfy, install_into_comfyui, status_report
+    from .capture import comfy, install_if_enabled_now, install_into_comfyui, status_report
 
     install_into_comfyui()
     try:
+        comfy.register_prompt_handler(install_if_enabled_now)
         comfy.register_status_route(status_report)
     except Exception:  # a status page is never worth a failed ComfyUI start
         import logging

@@ -76,6 +76,17 @@ def install_into_comfyui(force: bool = False) -> CaptureStatus:
         return STATUS
 
 
+def install_if_enabled_now() -> None:
+    """Install the hooks when the configuration has been switched on since start-up.
+
+    Called for each submitted prompt (before it is queued), so editing ``config.json`` takes
+    effect from the next prompt without a restart; while capture stays off, the executor is
+    never touched.
+    """
+    if not hooks._installed and STATUS.disabled_reason is None and config.get().hooks_enabled:
+        install_into_comfyui()
+
+
 def status_report() -> dict[str, Any]:
     """What capture is doing and why, for ``doctor`` and the status route."""
     import dataclasses

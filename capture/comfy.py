@@ -102,3 +102,26 @@ def list_index() -> int | None:
     ctx = get() if callable(get) else None
     index = getattr(ctx, "list_index", None)
     return index if isinstance(index, int) else None
+
+
+def register_prompt_handler(handler: Any) -> bool:
+    """Call ``handler()`` whenever a prompt is submitted (before it is queued); False if impossible.
+
+    ComfyUI's on-prompt handlers must return the prompt JSON they were given; this wrapper
+    does, whatever ``handler`` does, so a fault in it never changes a submission.
+    """
+    server = sys.modules.get("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    add = getattr(instance, "add_on_prompt_handler", None)
+    if not callable(add):
+        return False
+
+    def on_prompt(json_data: Any) -> Any:
+        try:
+            handler()
+        except Exception:  # never in the way of a submission
+            pass
+        return json_data
+
+    add(on_prompt)
+    return True

@@ -173,3 +173,19 @@ def test_doctor_reports_what_the_running_comfyui_captures(server: ComfyServer, c
     assert "capture: ON" in out
     assert "wrapped  run: PromptExecutor.execute" in out
     assert "wrapped  call: execution.get_output_data" in out
+
+
+def test_switching_capture_on_in_config_json_needs_no_restart(
+    start_comfy: Callable[..., ComfyServer], tmp_path: Path
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"runtime_hooks": {"enabled": False}}))
+    server = start_comfy(env={"AAA_METADATA_CONFIG": str(config)})
+    _, _, before = run_example(server, "cfg-off", **{"1": {"a": 11}})
+    assert json.loads(chunks_of(before)["runtime_metadata"])["provenance"]["capture_mode"] == "parser"
+    assert "capture installed" not in server.log_text()  # off: the executor was not touched
+    config.write_text(json.dumps({"runtime_hooks": {"enabled": True}}))
+    _, _, after = run_example(server, "cfg-on", **{"1": {"a": 12}})
+    doc = json.loads(chunks_of(after)["runtime_metadata"])
+    assert doc["provenance"]["capture_mode"] == "parser+runtime"
+    assert {n["id"]: n for n in doc["runtime"]["nodes"]}["3"]["inputs"]["width"] == 48
