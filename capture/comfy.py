@@ -6,6 +6,7 @@ gracefully when run outside ComfyUI (tests, the CLI) or on a ComfyUI that lacks 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -117,10 +118,8 @@ def register_prompt_handler(handler: Any) -> bool:
         return False
 
     def on_prompt(json_data: Any) -> Any:
-        try:
+        with contextlib.suppress(Exception):  # never in the way of a submission
             handler()
-        except Exception:  # never in the way of a submission
-            pass
         return json_data
 
     add(on_prompt)
