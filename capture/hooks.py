@@ -46,8 +46,11 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted
-from .recorder import Recorder, RunStore, current_node, current_run
+import msgspec
+
+from ..events.log import iter_log
+from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, RunStarted
+from .recorder import Recorder, RunStore, current_node, current_run, graph_signature
 from .summary import MAX_STRING, REDACTED, is_secret_name, redact_strings, scrub_secrets, summarize_inputs
 
 log = logging.getLogger("runtime_metadata")
@@ -228,7 +231,13 @@ class MessageHook(Hook):
                 data = _arg(args, kwargs, self.index["data"], "data", {}) or {}
                 # ComfyUI lists them from a set; sort so that logs of equal runs are equal.
                 for nid in sorted((str(n) for n in data.get("nodes") or ()), key=_id_order):
-                    rec.append(NodeCached(nid, rec.class_type(nid), t0))
+                    class_type = rec.class_type(nid)
+                    carried = _carried_inputs(rec, nid, class_type)
+                    if carried is None:
+                        rec.append(NodeCached(nid, class_type, t0))
+                    else:
+                        rec.append(NodeCached(nid, class_type, t0, carried[0]))
+                        rec.append(NodeInputs(nid, t0, carried[1].inputs, carried[1].calls))
                 rec.charge(t0)
         except Exception as exc:
             fault("message: cached nodes", exc)
@@ -236,6 +245,46 @@ class MessageHook(Hook):
 
     def end(self, ctx: Any, result: Any, exc: BaseException | None) -> None:
         pass
+
+
+#: The last inputs recorded per node id in this process: (class_type, prompt_id, encoded
+#: NodeInputs). ComfyUI caches a node's outputs by id while its inputs stay the same, so a
+#: cached node's values are those of the run that last executed it. Bounded; bytes only.
+_last_inputs: dict[str, tuple[str, str, bytes]] = {}
+MAX_REMEMBERED_NODES = 4096
+_inputs_decoder = msgspec.msgpack.Decoder(NodeInputs)
+
+
+def _remember_inputs(node_id: str, class_type: str, prompt_id: str, payload: bytes) -> None:
+    memo = _last_inputs
+    memo.pop(node_id, None)
+    memo[node_id] = (class_type, prompt_id, payload)
+    if len(memo) > MAX_REMEMBERED_NODES:
+        del memo[next(iter(memo))]
+
+
+def _carried_inputs(rec: Recorder, node_id: str, class_type: str) -> tuple[str, NodeInputs] | None:
+    """The inputs of the captured run that computed a now-cached node, if provably so.
+
+    Provably: that run executed the same class under this id, and the node's whole upstream
+    graph in that run's prompt (classes and literal inputs, as ComfyUI's cache key has it)
+    equals the one in this prompt. A run no longer kept, or any difference, carries nothing.
+    """
+    memo = _last_inputs.get(node_id)
+    if memo is None or memo[0] != class_type or memo[1] == rec.prompt_id:
+        return None
+    then = _prompt_of(memo[1])
+    if then is None or graph_signature(then, node_id) != graph_signature(rec.prompt, node_id):
+        return None
+    return memo[1], _inputs_decoder.decode(memo[2])
+
+
+def _prompt_of(prompt_id: str) -> dict[str, Any] | None:
+    data = STORE.get(prompt_id)
+    if data is None:
+        return None
+    first = next(iter_log(data), None)
+    return first.prompt if isinstance(first, RunStarted) else None
 
 
 class NodeHook(Hook):
@@ -469,6 +518,8 @@ class CallHook(Hook):
                 if type(class_type) is not str:
                     class_type = cls.__name__ if obj is not None else "?"
                 append(NodeStarted(node_id, class_type, t0))
+                _remember_inputs(node_id, class_type, rec.prompt_id, append(NodeInputs(node_id, t0, values, longest)))
+                return rec, node_id, _perf() - t0  # charged with the end's own time, in end()
             append(NodeInputs(node_id, t0, values, longest))
             return rec, node_id, _perf() - t0  # charged with the end's own time, in end()
         except Exception as exc:
@@ -824,6 +875,7 @@ def reset() -> None:
     STATUS.skipped = []
     STATUS.generation = "not installed"
     STATUS.runs_captured = 0
+    _last_inputs.clear()
 
 
 def uninstall() -> None:

@@ -209,3 +209,30 @@ class RunStore:
         """Prompt ids kept, oldest first."""
         with self._lock:
             return list(self._runs)
+
+
+def graph_signature(prompt: dict[str, Any], node_id: str) -> Any:
+    """A node and everything upstream of it: class types and literal inputs, links followed.
+
+    Two prompts give a node the same signature exactly when ComfyUI's cache would consider
+    its output unchanged (IS_CHANGED aside), so the inputs recorded in one hold in the other.
+    """
+    memo: dict[str, Any] = {}
+
+    def sig(nid: str, depth: int) -> Any:
+        if nid in memo:
+            return memo[nid]
+        node = prompt.get(nid)
+        if not isinstance(node, dict) or depth > 1000:
+            return ("missing", nid)
+        memo[nid] = ("cycle", nid)
+        items = []
+        for name, value in sorted((node.get("inputs") or {}).items()):
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+                items.append((name, "link", value[1], sig(str(value[0]), depth + 1)))
+            else:
+                items.append((name, "value", repr(value)))
+        memo[nid] = (node.get("class_type"), tuple(items))
+        return memo[nid]
+
+    return sig(node_id, 0)

@@ -57,11 +57,16 @@ class NodeInputs(Event, frozen=True):
 
 
 class NodeCached(Event, frozen=True):
-    """A node's outputs came from ComfyUI's cache: it did not run in this run."""
+    """A node's outputs came from ComfyUI's cache: it did not run in this run.
+
+    ``from_prompt_id`` names the earlier run whose recorded inputs follow in a NodeInputs
+    event (the run that computed what the cache holds), when that run was captured.
+    """
 
     node_id: str
     class_type: str
     t_ns: int
+    from_prompt_id: str | None = None
 
 
 class NodeFinished(Event, frozen=True):

@@ -105,14 +105,14 @@ class Reconciliation(msgspec.Struct, frozen=True):
 
 
 class RuntimeValues:
-    """Values the run resolved; nothing for nodes that were cached or did not run."""
+    """Values the run resolved; for a cached node, those of the captured run that computed it."""
 
     def __init__(self, state: RunState) -> None:
         self._nodes = state.nodes
 
     def _inputs(self, node_id: str) -> dict[str, list[Any]] | None:
         rec = self._nodes.get(node_id)
-        if rec is None or rec.status == "cached":
+        if rec is None or (rec.status == "cached" and rec.cached_from is None):
             return None
         return rec.inputs
 

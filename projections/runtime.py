@@ -44,6 +44,7 @@ class NodeRecord(msgspec.Struct):
     error_message: str | None = None
     display_id: str | None = None
     parent_id: str | None = None
+    cached_from: str | None = None
 
 
 class RunState(msgspec.Struct):
@@ -109,7 +110,7 @@ def project(state: RunState | None, events: Iterable[AnyEvent]) -> RunState:
                 rec.error_message = event.error_message
             case NodeCached(node_id=nid, class_type=ct):
                 if nid not in nodes:
-                    nodes[nid] = NodeRecord(nid, ct, len(nodes), status="cached")
+                    nodes[nid] = NodeRecord(nid, ct, len(nodes), status="cached", cached_from=event.from_prompt_id)
             case HookStats(calls=c, total_ns=tot, max_ns=mx):
                 st.hook_calls, st.hook_total_ns, st.hook_max_ns = c, tot, mx
             case RunStarted():
@@ -181,6 +182,8 @@ def runtime_document(state: RunState, saved_by: str | None = None) -> dict[str, 
         item: dict[str, Any] = {"id": rec.node_id, "class_type": rec.class_type, "status": rec.status}
         if rec.status == "cached":
             item["cached"] = True
+            if rec.cached_from is not None:
+                item["cached_from"] = rec.cached_from
         if rec.start_ns is not None and rec.end_ns is not None:
             duration = rec.end_ns - rec.start_ns
             item["duration_ms"] = _ns_to_ms(duration)

@@ -101,6 +101,9 @@ def test_a_second_identical_run_marks_cached_nodes_and_each_run_sees_only_itself
         ("4", "executed"),
     ]
     assert "duration_ms" not in doc["nodes"][0]
+    # The cached nodes carry the values of the run that computed what the cache holds.
+    assert doc["nodes"][0]["inputs"] == {"value": 16} and doc["nodes"][0]["cached_from"] == "first"
+    assert doc["nodes"][1]["inputs"] == {"a": 16, "b": 48}
     first = runtime_document(project(None, events_of("first")))
     assert first["prompt_id"] == "first" and first["timing"]["cached_nodes"] == 0
 
@@ -359,3 +362,15 @@ def test_blobs_in_the_prompt_are_cut_and_the_store_is_bounded_in_bytes(execution
     assert len(data) < 100_000
     started = read_log(data).events[0]
     assert started.prompt["1"]["inputs"]["value"].endswith(f"…[{len(blob) + 1} chars]")
+
+
+def test_a_cached_node_carries_nothing_when_its_literal_inputs_changed_since(execution):
+    executor = run(execution, CHAIN, "first")
+    # Another prompt reuses id "1" for a different value: ComfyUI re-runs it, and a later
+    # rerun of the first prompt must not claim the second prompt's values for its cache...
+    run(execution, {**CHAIN, "1": {"class_type": "IntConst", "inputs": {"value": 17}}}, "other", executor=execution.PromptExecutor())
+    run(execution, {**CHAIN, "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}, "_meta": {}}}, "again", executor=executor)
+    cached = {n["id"]: n for n in runtime_document(project(None, events_of("again")))["nodes"]}
+    assert [n["status"] for n in cached.values()] == ["cached"] * 4
+    # Nodes 2-4 have the same literals as in "other", but not the same upstream graph.
+    assert all("inputs" not in n and "cached_from" not in n for n in cached.values())

@@ -397,13 +397,15 @@ def test_cached_nodes_are_marked_cached_without_a_duration(execution):
     run(execution, changed, "third", executor=executor)
     assert [(n, d, nid) for n, d, nid, _ in calls] == [("execute", ">", "4"), ("execute", "<", "4")]
     events = events_of("third")
-    assert [type(e).__name__ for e in events] == ["RunStarted"] + ["NodeCached"] * 4 + ["HookStats", "RunFinished"]
-    assert [(e.node_id, e.class_type) for e in of(events, NodeCached)] == [
-        ("1", "IntConst"),
-        ("2", "Add"),
-        ("3", "MakeImage"),
-        ("4", "Sink"),
+    # Each cached node carries the inputs of the captured run that computed what the cache holds.
+    assert [type(e).__name__ for e in events] == ["RunStarted"] + ["NodeCached", "NodeInputs"] * 4 + ["HookStats", "RunFinished"]
+    assert [(e.node_id, e.class_type, e.from_prompt_id) for e in of(events, NodeCached)] == [
+        ("1", "IntConst", "first"),
+        ("2", "Add", "first"),
+        ("3", "MakeImage", "second"),
+        ("4", "Sink", "second"),
     ]
+    assert [e.inputs for e in of(events, NodeInputs)][:3] == [{"value": [16]}, {"a": [16], "b": [48]}, {"width": [64], "seed": [8]}]
     assert events[-1].status == "success"
     third = doc_of("third")
     assert third["timing"]["cached_nodes"] == 4 and third["timing"]["executed_nodes"] == 0

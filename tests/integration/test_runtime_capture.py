@@ -110,12 +110,16 @@ def test_replaying_the_log_rebuilds_the_embedded_document_byte_for_byte(server: 
 
 
 def test_a_rerun_marks_upstream_nodes_cached(server: ComfyServer) -> None:
-    run_example(server, "cache-a", **{"1": {"a": 20}})
+    first_id, _, _ = run_example(server, "cache-a", **{"1": {"a": 20}})
     _, _, image = run_example(server, "cache-b", **{"1": {"a": 20}})
     doc = json.loads(chunks_of(image)["runtime_metadata"])["runtime"]
     status = {n["id"]: n["status"] for n in doc["nodes"]}
     assert status == {"1": "cached", "2": "cached", "3": "cached", "4": "cached"}
     assert doc["timing"]["cached_nodes"] == 4
+    # ... and still say what they computed with: the values of the run that filled the cache.
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    assert nodes["3"]["inputs"]["width"] == 80 and nodes["3"]["cached_from"] == first_id
+    assert "duration_ms" not in nodes["3"]
 
 
 def test_a_failing_node_closes_the_run_as_failed(server: ComfyServer) -> None:

@@ -260,6 +260,20 @@ def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
     assert cli_main(["replay", str(log_file), "--check", str(image)]) == 0
     assert "byte for byte" in capsys.readouterr().out
 
+    # Saved again under another name: everything upstream is served from ComfyUI's cache, and
+    # the image still says what it was made with, from the run that computed the cache.
+    prompt["12"]["inputs"]["filename_prefix"] = "reconcile-again"
+    again_id, again, seconds = run(server, prompt)
+    with Image.open(again) as img:
+        img.load()
+        doc2 = json.loads(img.text["runtime_metadata"])
+    nodes = {n["id"]: n for n in doc2["runtime"]["nodes"]}
+    assert nodes["10"]["status"] == "cached" and nodes["10"]["cached_from"] == prompt_id
+    assert doc2["ai_info"]["generation"]["sampler"]["seed"] == 833
+    assert doc2["ai_info"]["generation"]["positive"] == "a grey owl"
+    assert doc2["ai_info"]["sources"]["sampler.seed"] == "runtime"
+    assert seconds < 30  # nothing was sampled again
+
 
 def test_two_save_branches_each_describe_their_own_sampler(server: ComfyServer, models: Models) -> None:
     """One checkpoint, two samplers with their own seeds and prompts, one save node each."""
