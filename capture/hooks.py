@@ -738,7 +738,11 @@ def make_wrapper(original: Callable[..., Any], hook: Hook) -> Callable[..., Any]
                 raise
             if type(result) is not tuple and inspect.isawaitable(result):
                 # A plain function in front of a coroutine function (another pack's sync
-                # wrapper around modern ComfyUI's async execute): end when it is awaited.
+                # wrapper around modern ComfyUI's async execute): end when it completes.
+                # A future is returned as it is (callers may cancel it or ask if it is done).
+                if callable(getattr(result, "add_done_callback", None)):
+                    result.add_done_callback(lambda fut: _end_from_future(hook, ctx, fut))
+                    return result
                 return _end_when_awaited(hook, ctx, result)
             end(ctx, result, None)
             return result
@@ -749,6 +753,19 @@ def make_wrapper(original: Callable[..., Any], hook: Hook) -> Callable[..., Any]
     wrapper.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(wrapper, MARK, state)
     return wrapper
+
+
+def _end_from_future(hook: Hook, ctx: Any, fut: Any) -> None:
+    """Done-callback: end the hook with the future's outcome (never raises)."""
+    try:
+        if fut.cancelled():
+            hook.end(ctx, None, asyncio.CancelledError())
+        elif fut.exception() is not None:
+            hook.end(ctx, None, fut.exception())
+        else:
+            hook.end(ctx, fut.result(), None)
+    except Exception as exc:
+        fault(f"{hook.name}: end", exc)
 
 
 async def _end_when_awaited(hook: Hook, ctx: Any, awaitable: Any) -> Any:

@@ -374,3 +374,33 @@ def test_a_cached_node_carries_nothing_when_its_literal_inputs_changed_since(exe
     assert [n["status"] for n in cached.values()] == ["cached"] * 4
     # Nodes 2-4 have the same literals as in "other", but not the same upstream graph.
     assert all("inputs" not in n and "cached_from" not in n for n in cached.values())
+
+
+def test_a_future_handed_back_by_a_plain_function_is_returned_as_it_is(monkeypatch):
+    """Another pack's sync wrapper may return a Task: callers keep .cancel() and .done()."""
+    import asyncio
+
+    seen: list = []
+
+    class Recording(hooks.Hook):
+        name = "probe"
+
+        def begin(self, args, kwargs):
+            return "ctx"
+
+        def end(self, ctx, result, exc):
+            seen.append((ctx, result, exc))
+
+    monkeypatch.setattr(hooks.STATUS, "active", True)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        wrapped = hooks.make_wrapper(lambda: fut, Recording([]))
+        assert wrapped() is fut
+        assert seen == []  # not finished yet
+        fut.set_result(42)
+        await asyncio.sleep(0)
+        assert seen == [("ctx", 42, None)]
+
+    asyncio.run(main())
