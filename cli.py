@@ -105,7 +105,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if meta.document is None:
             _print(f"{args.check}: no runtime metadata to check against ({'; '.join(meta.problems) or 'none embedded'})")
             return 2
-        embedded = encode_document(meta.document)  # what the image holds is already canonical
+        embedded = meta.document_text or ""  # exactly as stored, inline or in the sidecar
         node = str(((meta.document.get("runtime") or {}).get("saved_by") or {}).get("id", ""))
         if not node:
             _print(f"{args.check}: its document has no runtime block (saved without capture)")

@@ -68,3 +68,23 @@ def test_not_a_log_and_not_an_image_are_clear_errors(tmp_path: Path, capsys) -> 
     assert "not a runtime-metadata log" in capsys.readouterr().err
     assert main(["inspect", str(bogus)]) == 1
     assert "no runtime metadata (not a PNG, JPEG or WebP image)" in capsys.readouterr().out
+
+
+def test_check_compares_the_stored_bytes_inline_or_in_a_sidecar(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "p-1.rtlog"
+    write_log_file(log, run_events())
+    doc = build_document(run_events(), "4")
+    sidecar_image = tmp_path / "side.webp"
+    result = save_image(Image.new("RGB", (8, 8)), sidecar_image, "webp", document=doc, inline_size_limit_kb=0)
+    assert result.sidecar is not None
+    assert main(["replay", str(log), "--check", str(sidecar_image)]) == 0
+    capsys.readouterr()
+    # Same content, not the canonical bytes: a byte-for-byte check must say so.
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_itxt("runtime_metadata", json.dumps(doc, indent=1, sort_keys=True))
+    pretty = tmp_path / "pretty.png"
+    Image.new("RGB", (8, 8)).save(pretty, pnginfo=info)
+    assert main(["replay", str(log), "--check", str(pretty)]) == 1
+    assert capsys.readouterr().out.startswith("DIFFERENT at character 1")

@@ -21,7 +21,7 @@ from .containers import PNG_SIGNATURE, Found, walk_jpeg, walk_png, walk_webp
 from .exif import read_exif
 from .png import DOCUMENT_KEY
 from .save import SIDECAR_KEY
-from .sidecar import read_sidecar
+from .sidecar import SidecarPointer, decode_document, read_sidecar_bytes
 from .xmp import parse_xmp
 
 #: PNG keys that are not ComfyUI extra_pnginfo values.
@@ -39,6 +39,9 @@ class ImageMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
     parameters: str | None = None
     document: dict[str, Any] | None = None
+    #: The document exactly as stored (the inline text, or the sidecar's content), for
+    #: byte-for-byte comparisons.
+    document_text: str | None = None
     pointer: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
     dropped: tuple[str, ...] = ()
@@ -162,6 +165,7 @@ def _read_document(meta: ImageMetadata, text: str, follow_sidecar: bool) -> None
     pointer = value.get(SIDECAR_KEY)
     if not isinstance(pointer, dict):
         meta.document = value
+        meta.document_text = text
         return
     meta.pointer = pointer
     summary = value.get("summary")
@@ -169,6 +173,9 @@ def _read_document(meta: ImageMetadata, text: str, follow_sidecar: bool) -> None
     if not follow_sidecar:
         return
     try:
-        meta.document = read_sidecar(meta.path, pointer)
-    except SidecarError as exc:
+        checked = SidecarPointer.from_dict(pointer)
+        content = read_sidecar_bytes(meta.path, checked)
+        meta.document = decode_document(content, checked.file)
+        meta.document_text = content.decode("utf-8")
+    except (SidecarError, UnicodeDecodeError) as exc:
         meta.problems.append(str(exc))

@@ -211,11 +211,15 @@ def read_sidecar_bytes(image_path: str | os.PathLike[str], pointer: SidecarPoint
 def read_sidecar(image_path: str | os.PathLike[str], pointer: Any) -> dict[str, Any]:
     """The document a pointer (as read from an image) refers to; raises SidecarError."""
     checked = pointer if isinstance(pointer, SidecarPointer) else SidecarPointer.from_dict(pointer)
-    content = read_sidecar_bytes(image_path, checked)
+    return decode_document(read_sidecar_bytes(image_path, checked), checked.file)
+
+
+def decode_document(content: bytes, name: str) -> dict[str, Any]:
+    """A sidecar's content as a JSON object; raises SidecarError naming ``name``."""
     try:
         document = msgspec.json.decode(content)
     except (msgspec.DecodeError, RecursionError) as exc:
-        raise SidecarError(f"sidecar {checked.file} is not valid JSON: {exc}") from exc
+        raise SidecarError(f"sidecar {name} is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
-        raise SidecarError(f"sidecar {checked.file} does not hold a JSON object")
+        raise SidecarError(f"sidecar {name} does not hold a JSON object")
     return document
