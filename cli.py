@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -40,8 +39,11 @@ def _short(value: Any, limit: int = 60) -> str:
 def summarize_document(doc: dict[str, Any], prompt: dict[str, Any] | None = None) -> str:
     """A readable account of a runtime document: nodes, resolved values, timings."""
     rt = doc.get("runtime", doc)
+    status = rt.get("status")
+    if status == "running" and rt.get("saved_by"):
+        status = "running (saved mid-run; the run's outcome and totals are in its log: replay/stats)"
     lines = [
-        f"run {rt.get('prompt_id')}  status={rt.get('status')}  started={rt.get('started_at')}",
+        f"run {rt.get('prompt_id')}  started={rt.get('started_at')}  status={status}",
         f"ComfyUI: {rt.get('comfyui')}   plugin: {rt.get('plugin')}",
     ]
     saved = rt.get("saved_by") or {}
@@ -75,6 +77,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for problem in meta.problems:
         print(f"{args.image}: {problem}", file=sys.stderr)
     if meta.document is None:
+        if not Path(args.image).is_file():
+            _print(f"{args.image}: no such file")
+            return 1
+        if meta.pointer is not None:
+            _print(
+                f"{args.image}: its document is in the sidecar {meta.pointer.get('file')!r}, which could not "
+                "be used (see above); a sidecar has to stay next to its image, under the name it was saved with"
+            )
+            if meta.summary:
+                _print("summary kept in the image:\n" + json.dumps(meta.summary, indent=1, sort_keys=True))
+            return 1
         where = f"{meta.format} image" if meta.format else "not a PNG, JPEG or WebP image"
         _print(f"{args.image}: no runtime metadata ({where})")
         return 1
@@ -92,7 +105,8 @@ def _replayed(path: str, node: str | None) -> tuple[list[tuple[str, str]], list[
     warnings = []
     if result.damage:
         warnings.append(f"{path}: damaged log, {len(result.damage)} stretch(es) skipped:\n{result.describe_damage()}")
-    nodes = [node] if node else save_nodes(result.events, SAVE_CLASSES)
+    saved = save_nodes(result.events, SAVE_CLASSES)
+    nodes = ([node] if node in saved else []) if node else saved
     prompt: dict[str, Any] = next((e.prompt for e in result.events if isinstance(e, RunStarted)), {})
     with paused_gc(len(result.events) > 10_000):
         docs = [(n, encode_document(build_document(result.events, n))) for n in nodes]
@@ -108,9 +122,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         embedded = meta.document_text or ""  # exactly as stored, inline or in the sidecar
         node = str(((meta.document.get("runtime") or {}).get("saved_by") or {}).get("id", ""))
         if not node:
-            _print(f"{args.check}: its document has no runtime block (saved without capture)")
+            _print(f"{args.check}: its document has no runtime block (saved with embed_runtime off, or without capture)")
             return 2
         docs, warnings, _ = _replayed(args.log, node)
+        if not docs:
+            _print(f"{args.log}: node {node} never saved in this log (another run's log, or one cut short before the save)")
+            return 1
         for w in warnings:
             print(w, file=sys.stderr)
         rebuilt = docs[0][1]
@@ -127,7 +144,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for w in warnings:
         print(w, file=sys.stderr)
     if not docs:
-        _print(f"{args.log}: no save node of this plugin ran in this log")
+        what = f"node {args.node} never saved" if args.node else "no save node of this plugin ran"
+        _print(f"{args.log}: {what} in this log")
         return 1
     for _, text in docs:
         _print(text if args.json else summarize_document(json.loads(text), prompt))
@@ -156,14 +174,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             _print(f"  wrapped  {item}")
         for item in cap["skipped"]:
             _print(f"  skipped  {item}")
-        _print(f"config file: {report['config_file']}")
+        _print(f"config file (in that ComfyUI): {report['config_file']}")
         for key, value in report["config"].items():
             _print(f"  {key} = {value!r}")
         return 0 if cap["active"] or not cap["disabled_reason"] else 1
-    cfg = config.get()
-    _print(f"config file: {config.config_path()} ({'present' if config.config_path().exists() else 'absent'})")
-    for key, value in dataclasses.asdict(cfg).items():
-        _print(f"  {key} = {value!r}")
+    path = config.config_path()
+    _print(f"config file: {path} ({'present' if path.exists() else 'absent'}; set {config.CONFIG_PATH_ENV} to use another)")
+    for key, env_name, value, source in config.describe():
+        _print(f"  {key:<36} = {value!r:<8} from {source}   (env: {env_name})")
     _print("(add --url http://127.0.0.1:8188 to ask a running ComfyUI what capture is doing)")
     return 0
 

@@ -153,3 +153,21 @@ def get() -> Config:
         cfg = load(path)
         _cache = (stamp, cfg)
         return cfg
+
+
+def describe() -> list[tuple[str, str, Any, str]]:
+    """(config.json key, environment variable, value in force, where it came from) per setting."""
+    cfg = get()
+    path = config_path()
+    data = _read_file(path)
+    rows = []
+    for f in fields(Config):
+        (section, key), env_name = KEYS[f.name]
+        if env_name in os.environ:
+            source = f"environment {env_name}"
+        elif isinstance(data.get(section), dict) and key in data[section]:
+            source = path.name
+        else:
+            source = "default"
+        rows.append((f"{section}.{key}", env_name, getattr(cfg, f.name), source))
+    return rows
