@@ -100,7 +100,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replayed(path: str, node: str | None) -> tuple[list[tuple[str, str]], list[str], dict[str, Any]]:
+def _replayed(
+    path: str, node: str | None, list_index: int | None = None
+) -> tuple[list[tuple[str, str]], list[str], dict[str, Any]]:
     result = read_log_file(path)
     warnings = []
     if result.damage:
@@ -109,7 +111,7 @@ def _replayed(path: str, node: str | None) -> tuple[list[tuple[str, str]], list[
     nodes = ([node] if node in saved else []) if node else saved
     prompt: dict[str, Any] = next((e.prompt for e in result.events if isinstance(e, RunStarted)), {})
     with paused_gc(len(result.events) > 10_000):
-        docs = [(n, encode_document(build_document(result.events, n))) for n in nodes]
+        docs = [(n, encode_document(build_document(result.events, n, list_index))) for n in nodes]
     return docs, warnings, prompt
 
 
@@ -120,11 +122,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             _print(f"{args.check}: no runtime metadata to check against ({'; '.join(meta.problems) or 'none embedded'})")
             return 2
         embedded = meta.document_text or ""  # exactly as stored, inline or in the sidecar
-        node = str(((meta.document.get("runtime") or {}).get("saved_by") or {}).get("id", ""))
+        saved_by = (meta.document.get("runtime") or {}).get("saved_by") or {}
+        node = str(saved_by.get("id", ""))
+        list_index = saved_by.get("list_index")
         if not node:
             _print(f"{args.check}: its document has no runtime block (saved with embed_runtime off, or without capture)")
             return 2
-        docs, warnings, _ = _replayed(args.log, node)
+        docs, warnings, _ = _replayed(args.log, node, list_index)
         if not docs:
             _print(f"{args.log}: node {node} never saved in this log (another run's log, or one cut short before the save)")
             return 1

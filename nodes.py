@@ -10,6 +10,7 @@ from typing import Any
 from . import capture, config
 from .capture import comfy
 from .events.log import read_log
+from .events.schema import NodeInputs
 from .projections.document import build_document, parser_document
 from .projections.reconcile import format_disagreement
 from .version import __version__
@@ -34,11 +35,22 @@ def _to_pil(image: Any) -> Any:
     return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
 
 
-def build_save_document(prompt: Any, unique_id: str, capture_choice: str) -> dict[str, Any]:
-    """This save node's document: from its own run's log when captured, else the static parse."""
+def build_save_document(
+    prompt: Any, unique_id: str, capture_choice: str, call_index: int = 0
+) -> dict[str, Any]:
+    """This save node's document: from its own run's log when captured, else the static parse.
+
+    ``call_index``: how many times this node's function already ran in this execution; when
+    it runs over a batch list (once per item), it says which item this image is.
+    """
     rec = capture.live_run() if capture_choice != "off" else None
     if rec is not None:
-        return build_document(read_log(rec.snapshot()).events, unique_id)
+        events = read_log(rec.snapshot()).events
+        calls = next((e.calls for e in events if isinstance(e, NodeInputs) and e.node_id == unique_id), 1)
+        list_index = comfy.list_index()
+        if list_index is None:
+            list_index = call_index
+        return build_document(events, unique_id, list_index if calls > 1 else None)
     return parser_document(prompt if isinstance(prompt, dict) else {}, unique_id, comfy.environment(), __version__)
 
 
@@ -111,6 +123,18 @@ class SaveImageRuntimeMetadata:
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"},
         }
 
+    def _next_call(self, unique_id: Any) -> int:
+        """How many times this node already saved in the current run (ComfyUI keeps one
+        instance per node id and calls it once per item of a batch list)."""
+        rec = capture.live_run()
+        key = (getattr(rec, "prompt_id", None), str(unique_id))
+        seen: dict[tuple[Any, str], int] = self.__dict__.setdefault("_calls", {})
+        index = seen.get(key, 0)
+        if key not in seen and len(seen) >= 16:
+            seen.clear()
+        seen[key] = index + 1
+        return index
+
     def save_images(
         self,
         images: Any,
@@ -143,7 +167,7 @@ class SaveImageRuntimeMetadata:
         parameters: str | None = None
         if with_metadata:
             try:
-                document = build_save_document(prompt, str(unique_id), capture)
+                document = build_save_document(prompt, str(unique_id), capture, self._next_call(unique_id))
                 _report_disagreements(document, cfg)
                 if not embed_runtime:
                     document.pop("runtime", None)

@@ -30,14 +30,21 @@ def _ai_info(recon: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_document(events: list[AnyEvent], saved_by: str) -> dict[str, Any]:
-    """The full embedded document for the save node ``saved_by``, live and on replay alike."""
+def build_document(events: list[AnyEvent], saved_by: str, list_index: int | None = None) -> dict[str, Any]:
+    """The full embedded document for the save node ``saved_by``, live and on replay alike.
+
+    ``list_index``: which call of the save node this is when it runs over a batch list (one
+    image per item); the generation then holds that item's values, not the whole list.
+    """
     state = project(None, events_for_save(events, saved_by))
-    recon = generation_document(state.prompt, state, saved_by)
+    recon = generation_document(state.prompt, state, saved_by, list_index=list_index)
+    runtime = runtime_document(state, saved_by=saved_by)
+    if list_index is not None:
+        runtime["saved_by"]["list_index"] = list_index
     return {
         "schema": DOCUMENT_SCHEMA,
         "ai_info": _ai_info(recon),
-        "runtime": runtime_document(state, saved_by=saved_by),
+        "runtime": runtime,
         "provenance": _provenance(state, recon["capture_mode"]),
     }
 

@@ -107,8 +107,11 @@ class Reconciliation(msgspec.Struct, frozen=True):
 class RuntimeValues:
     """Values the run resolved; for a cached node, those of the captured run that computed it."""
 
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: RunState, list_index: int | None = None) -> None:
         self._nodes = state.nodes
+        # Which item of a batch list this image is: ComfyUI calls a node once per item and
+        # repeats the last item of a shorter list, so item i (or the last) is this image's.
+        self._index = list_index
 
     def _inputs(self, node_id: str) -> dict[str, list[Any]] | None:
         rec = self._nodes.get(node_id)
@@ -122,7 +125,11 @@ class RuntimeValues:
         items = inputs.get(name) if inputs is not None else None
         if not items:
             return None
-        return Val(items[0] if len(items) == 1 else list(items), RUNTIME, (node_id,))
+        if len(items) == 1:
+            return Val(items[0], RUNTIME, (node_id,))
+        if self._index is not None:
+            return Val(items[min(self._index, len(items) - 1)], RUNTIME, (node_id,))
+        return Val(list(items), RUNTIME, (node_id,))
 
     def const(self, node_id: str, value: Any) -> Val | None:
         """A class-implied value, for a node that ran."""
@@ -251,13 +258,14 @@ def reconcile(
     saved_by: str,
     *,
     rules: Mapping[str, Rule] = RULES,
+    list_index: int | None = None,
 ) -> Reconciliation:
     """Parser view, runtime view and their merge for the save node ``saved_by``."""
     parser = walk_generation(prompt, saved_by, StaticValues(prompt, rules), rules)
     if state is None:
         merged, runtime = parser, None
     else:
-        ran = RuntimeValues(state)
+        ran = RuntimeValues(state, list_index)
         runtime = walk_generation(prompt, saved_by, ran, rules)
         merged = walk_generation(prompt, saved_by, MergedValues(prompt, ran, rules), rules)
     paths = sorted(parser.keys() | merged.keys(), key=_path_key)
@@ -295,9 +303,12 @@ def generation_document(
     saved_by: str,
     *,
     rules: Mapping[str, Rule] = RULES,
+    list_index: int | None = None,
 ) -> dict[str, Any]:
     """``reconcile`` as a JSON-ready dict (disagreements as dicts, in path order)."""
-    doc: dict[str, Any] = msgspec.to_builtins(reconcile(prompt, state, saved_by, rules=rules))
+    doc: dict[str, Any] = msgspec.to_builtins(
+        reconcile(prompt, state, saved_by, rules=rules, list_index=list_index)
+    )
     return doc
 
 

@@ -78,3 +78,30 @@ def test_the_document_encodes_identically_from_a_stored_log(events):
     replayed = encode_document(build_document(read_log(log.to_bytes()).events, "4"))
     assert live == replayed
     assert canonical_json({"b": 1, "a": {"d": 2, "c": 3}}) == b'{"a":{"c":3,"d":2},"b":1}'
+
+
+def test_each_item_of_a_batch_list_gets_its_own_values_in_the_generation():
+    import json
+    from pathlib import Path
+
+    from runtime_metadata.events.schema import NodeInputs, NodeStarted, RunStarted
+
+    prompt = json.loads((Path(__file__).parent / "workflows" / "txt2img.json").read_text())
+    prompt["3"]["inputs"]["seed"] = ["20", 0]
+    prompt["20"] = {"class_type": "SeedList", "inputs": {"start": 7, "count": 3}}
+    events = [RunStarted("p", 1, 0, prompt)]
+    for nid, node in prompt.items():
+        literal = {k: [v] for k, v in node["inputs"].items() if not isinstance(v, list)}
+        calls = 3 if nid in ("3", "8", "9") else 1
+        if nid == "3":
+            literal["seed"] = [7, 8, 9]
+        events += [NodeStarted(nid, node["class_type"], 1), NodeInputs(nid, 2, literal, calls)]
+    whole = build_document(events, "9")
+    assert whole["ai_info"]["generation"]["sampler"]["seed"] == [7, 8, 9]
+    assert "list_index" not in whole["runtime"]["saved_by"]
+    second = build_document(events, "9", list_index=1)
+    assert second["ai_info"]["generation"]["sampler"]["seed"] == 8
+    assert second["ai_info"]["generation"]["sampler"]["steps"] == 20
+    assert second["runtime"]["saved_by"]["list_index"] == 1
+    beyond = build_document(events, "9", list_index=5)  # ComfyUI repeats a short list's last item
+    assert beyond["ai_info"]["generation"]["sampler"]["seed"] == 9

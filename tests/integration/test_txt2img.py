@@ -302,3 +302,31 @@ def test_two_save_branches_each_describe_their_own_sampler(server: ComfyServer, 
     assert "31" not in ids_a and "30" not in ids_a and "10" in ids_a
     assert "10" not in ids_b and "5" not in ids_b and "31" in ids_b
     assert a["ai_info"]["disagreements"] == [] and b["ai_info"]["disagreements"] == []
+
+
+def test_each_image_of_a_seed_list_carries_its_own_seed(server: ComfyServer, models: Models) -> None:
+    """A batch list of seeds: ComfyUI samples and saves once per seed; each image says its own."""
+    prompt = txt2img(models, "seedlist")
+    prompt["8"] = {"class_type": "SeedList", "inputs": {"start": 5000, "count": 2}}
+    prompt["10"]["inputs"].update(cfg=1.0, steps=1)
+    prompt_id = server.queue(prompt)
+    entry = server.wait(prompt_id, timeout=RUN_TIMEOUT)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    images = entry["outputs"]["12"]["images"]
+    assert len(images) == 2
+    seeds, params = [], []
+    for img in images:
+        with Image.open(server.output_dir / img["subfolder"] / img["filename"]) as image:
+            image.load()
+            doc = json.loads(image.text["runtime_metadata"])
+            params.append(image.text["parameters"])
+        seeds.append(doc["ai_info"]["generation"]["sampler"]["seed"])
+        sampler = {n["id"]: n for n in doc["runtime"]["nodes"]}["10"]
+        assert sampler["inputs"]["seed"] == [5000, 5001] and sampler["calls"] == 2  # the run, honestly
+    assert seeds == [5000, 5001]
+    assert "Seed: 5000," in params[0] and "Seed: 5001," in params[1]
+    log_file = Path(server.env["AAA_METADATA_LOG_DIR"]) / f"{prompt_id}.rtlog"
+    from runtime_metadata.cli import main as cli_main
+
+    for img in images:
+        assert cli_main(["replay", str(log_file), "--check", str(server.output_dir / img["subfolder"] / img["filename"])]) == 0
