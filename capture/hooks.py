@@ -230,9 +230,10 @@ class MessageHook(Hook):
                 t0 = _perf()
                 data = _arg(args, kwargs, self.index["data"], "data", {}) or {}
                 # ComfyUI lists them from a set; sort so that logs of equal runs are equal.
+                seen = _CarryMemo()
                 for nid in sorted((str(n) for n in data.get("nodes") or ()), key=_id_order):
                     class_type = rec.class_type(nid)
-                    carried = _carried_inputs(rec, nid, class_type)
+                    carried = _carried_inputs(rec, nid, class_type, seen)
                     if carried is None:
                         rec.append(NodeCached(nid, class_type, t0))
                     else:
@@ -263,7 +264,23 @@ def _remember_inputs(node_id: str, class_type: str, prompt_id: str, payload: byt
         del memo[next(iter(memo))]
 
 
-def _carried_inputs(rec: Recorder, node_id: str, class_type: str) -> tuple[str, NodeInputs] | None:
+class _CarryMemo:
+    """Per cached-nodes message: earlier runs' prompts and graph signatures, computed once."""
+
+    def __init__(self) -> None:
+        self.prompts: dict[str, dict[str, Any] | None] = {}
+        self.signatures: dict[str, dict[str, Any]] = {}
+
+    def prompt(self, prompt_id: str) -> dict[str, Any] | None:
+        if prompt_id not in self.prompts:
+            self.prompts[prompt_id] = _prompt_of(prompt_id)
+        return self.prompts[prompt_id]
+
+    def signature(self, key: str, prompt: dict[str, Any], node_id: str) -> Any:
+        return graph_signature(prompt, node_id, self.signatures.setdefault(key, {}))
+
+
+def _carried_inputs(rec: Recorder, node_id: str, class_type: str, seen: _CarryMemo) -> tuple[str, NodeInputs] | None:
     """The inputs of the captured run that computed a now-cached node, if provably so.
 
     Provably: that run executed the same class under this id, and the node's whole upstream
@@ -273,8 +290,8 @@ def _carried_inputs(rec: Recorder, node_id: str, class_type: str) -> tuple[str, 
     memo = _last_inputs.get(node_id)
     if memo is None or memo[0] != class_type or memo[1] == rec.prompt_id:
         return None
-    then = _prompt_of(memo[1])
-    if then is None or graph_signature(then, node_id) != graph_signature(rec.prompt, node_id):
+    then = seen.prompt(memo[1])
+    if then is None or seen.signature(memo[1], then, node_id) != seen.signature("\0this run", rec.prompt, node_id):
         return None
     return memo[1], _inputs_decoder.decode(memo[2])
 

@@ -211,13 +211,13 @@ class RunStore:
             return list(self._runs)
 
 
-def graph_signature(prompt: dict[str, Any], node_id: str) -> Any:
+def graph_signature(prompt: dict[str, Any], node_id: str, memo: dict[str, Any] | None = None) -> Any:
     """A node and everything upstream of it: class types and literal inputs, links followed.
 
     Two prompts give a node the same signature exactly when ComfyUI's cache would consider
     its output unchanged (IS_CHANGED aside), so the inputs recorded in one hold in the other.
     """
-    memo: dict[str, Any] = {}
+    memo = {} if memo is None else memo  # share one per prompt to sign many nodes in O(graph)
 
     def sig(nid: str, depth: int) -> Any:
         if nid in memo:
