@@ -158,20 +158,14 @@ def parameters(generation: Mapping[str, Any]) -> str | None:
         add("Size", f"{number(width)}x{number(height)}")
 
     hashes: dict[str, str] = {}
-    model = _get(generation, "model")
-    model_hash = _get(model, "hash")
-    model_name = _get(model, "name")
-    add("Model hash", None if model_hash is None else quote(str(model_hash)))
-    add("Model", None if model_name is None else quote(model_stem(str(model_name))))
-    if model_hash:
-        hashes["model"] = str(model_hash)
-    vae = _get(generation, "vae")
-    vae_hash = _get(vae, "hash")
-    vae_name = _get(vae, "name")
-    add("VAE hash", None if vae_hash is None else quote(str(vae_hash)))
-    add("VAE", None if vae_name is None else quote(model_stem(str(vae_name))))
-    if vae_hash:
-        hashes["vae"] = str(vae_hash)
+    # The checkpoint and the VAE are written alike: "<X> hash", "<X>", and a Hashes entry.
+    for key, label in (("model", "Model"), ("vae", "VAE")):
+        entry = _get(generation, key)
+        file_hash, file_name = _get(entry, "hash"), _get(entry, "name")
+        add(f"{label} hash", None if file_hash is None else quote(str(file_hash)))
+        add(label, None if file_name is None else quote(model_stem(str(file_name))))
+        if file_hash:
+            hashes[key] = str(file_hash)
 
     denoise = _get(sampler, "denoise")
     if isinstance(denoise, (int, float)) and not isinstance(denoise, bool) and denoise < 1:
