@@ -193,3 +193,21 @@ def test_switching_capture_on_in_config_json_needs_no_restart(
     doc = json.loads(chunks_of(after)["runtime_metadata"])
     assert doc["provenance"]["capture_mode"] == "parser+runtime"
     assert {n["id"]: n for n in doc["runtime"]["nodes"]}["3"]["inputs"]["width"] == 48
+
+
+def test_v3_nodes_are_captured_like_any_other(server: ComfyServer) -> None:
+    """ComfyUI's V3 node API (io.ComfyNode, 2025+): PrimitiveInt feeding EmptyImage's width."""
+    if "PrimitiveInt" not in server.object_info():
+        pytest.skip("this ComfyUI predates V3 nodes (PrimitiveInt); run with COMFYUI_PATH=<modern ComfyUI>")
+    prompt, workflow = example()
+    prompt["0"] = {"class_type": "PrimitiveInt", "inputs": {"value": 40}}
+    prompt["3"]["inputs"]["width"] = ["0", 0]
+    prompt["5"]["inputs"]["filename_prefix"] = "v3"
+    prompt_id = server.queue(prompt, extra_data={"extra_pnginfo": {"workflow": workflow}})
+    entry = server.wait(prompt_id, timeout=120)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    (image,) = saved_images(server, entry)
+    nodes = {n["id"]: n for n in json.loads(chunks_of(image)["runtime_metadata"])["runtime"]["nodes"]}
+    assert nodes["0"]["class_type"] == "PrimitiveInt" and nodes["0"]["status"] == "executed"
+    assert nodes["0"]["inputs"] == {"value": 40}
+    assert nodes["3"]["inputs"]["width"] == 40
