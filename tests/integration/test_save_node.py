@@ -168,3 +168,21 @@ def test_an_error_while_building_metadata_still_saves_the_image(server: ComfySer
     assert meta.document is None
     assert "could not build the metadata document" in server.log_text()
     assert "injected metadata fault" in server.log_text()
+
+
+def test_a_credential_fed_from_another_node_never_reaches_the_log_or_the_document(server: ComfyServer) -> None:
+    secret = "sk-linked-DO-NOT-LEAK-7"
+    prompt = {
+        "9": {"class_type": "TextValue", "inputs": {"value": secret}},
+        "0": {"class_type": "KeyedColor", "inputs": {"api_key": ["9", 0], "color": 0x304050}},
+        **graph({"filename_prefix": "secret-linked"}, color=["0", 0]),
+    }
+    prompt_id, (image,) = run(server, prompt)
+    log_file = Path(server.env["AAA_METADATA_LOG_DIR"]) / f"{prompt_id}.rtlog"
+    assert secret.encode() not in log_file.read_bytes()
+    meta = read_metadata(image)
+    assert secret not in json.dumps(meta.document)
+    nodes = {n["id"]: n for n in meta.document["runtime"]["nodes"]}
+    assert nodes["9"]["inputs"] == {"value": "[redacted]"} and nodes["0"]["inputs"]["api_key"] == "[redacted]"
+    with Image.open(image) as img:
+        assert img.getpixel((0, 0)) == (0x30, 0x40, 0x50)  # the run itself was untouched

@@ -40,6 +40,21 @@ class SeedList:
         return (list(range(start, start + count)),)
 
 
+class TextValue:
+    """A string primitive, as string nodes of many packs are (a key can come from one)."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("STRING", {"default": ""})}}
+
+    def run(self, value):
+        return (value,)
+
+
 class KeyedColor:
     """Takes a credential like API nodes do; its output is harmless."""
 
@@ -88,5 +103,6 @@ NODE_CLASS_MAPPINGS = {
     "SeedFromText": SeedFromText,
     "SeedList": SeedList,
     "KeyedColor": KeyedColor,
+    "TextValue": TextValue,
     "BreakMetadataOnce": BreakMetadataOnce,
 }
