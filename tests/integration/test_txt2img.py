@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,7 +40,13 @@ def server(
 ) -> Iterator[ComfyServer]:
     logs = tmp_path_factory.mktemp("rtlogs-txt2img")
     server = start_comfy(
-        env={"AAA_METADATA_ENABLE_HOOKS": "1", "AAA_METADATA_LOG_DIR": str(logs)},
+        env={
+            "AAA_METADATA_ENABLE_HOOKS": "1",
+            "AAA_METADATA_LOG_DIR": str(logs),
+            "AAA_METADATA_DEBUG": "1",
+            "AAA_METADATA_LOG_DISAGREEMENTS": "1",
+            "AAA_METADATA_LOG_PERFORMANCE": "1",
+        },
         model_dirs=models.model_dirs(),
         extra_nodes={"testpack": Path(__file__).resolve().parent / "testpack"},
     )
@@ -248,6 +255,12 @@ def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
         "runtime": "a grey owl",
         "cause": "switch picked another branch",
     }
+    # With debug and the two log flags on, the server log says so in DESIGN.md's formats.
+    log_text = server.log_text()
+    assert "[MetadataSaveImage] Disagreement at 'ai_info.generation.sampler.seed': parser=unknown (linked from node 8, SeedFromText) → runtime=833" in log_text
+    assert "[MetadataSaveImage] Disagreement at 'ai_info.generation.positive': parser=a red fox → runtime=a grey owl" in log_text
+    perf_line = rf"\[AAA Metadata Hooks\] Performance: {prompt_id[:8]}\.\.\. - \d+ calls, total=\d+\.\d\dms, avg=\d+\.\d{{3}}ms, max=\d+\.\d{{3}}ms"
+    assert re.search(perf_line, log_text), log_text[-2000:]
     # The A1111 string galleries read carries the run's values.
     params = chunks["parameters"]
     assert params.startswith("a grey owl\nNegative prompt: blurry\nSteps: 2, Sampler: Euler, CFG scale: 1")
