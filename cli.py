@@ -16,7 +16,6 @@ from .events.schema import RunStarted
 from .projections.document import build_document, encode_document, save_nodes
 from .projections.runtime import project, runtime_document
 from .projections.timing import timing_stats
-from .writers.png import DOCUMENT_KEY, read_text_chunks
 from .writers.read import read_metadata
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -255,13 +254,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     image = images[0]
     _print(f"\nsaved image: {image}\n")
-    chunks = read_text_chunks(image)
-    text = chunks.get(DOCUMENT_KEY)
-    if text is None:
+    meta = read_metadata(image)
+    if meta.document is None or "runtime" not in meta.document:
         _print(f"the image has no runtime metadata: capture did not run (server log: {server.log_path})")
         return 1
-    _print(summarize_document(json.loads(text), json.loads(chunks["prompt"])))
-    _print(f"\nPNG chunks: {', '.join(chunks)}")
+    _print(summarize_document(meta.document, meta.prompt if isinstance(meta.prompt, dict) else None))
+    kept = [name for name, value in (("prompt", meta.prompt), ("workflow", meta.workflow), ("A1111 parameters", meta.parameters)) if value]
+    where = f"sidecar {meta.pointer.get('file')}" if meta.pointer else "inline"
+    _print(f"\nmetadata: {' and '.join(kept) or 'nothing'}, runtime document {where}")
     log_file = logs / f"{prompt_id}.rtlog"
     check = cmd_replay(argparse.Namespace(log=str(log_file), check=str(image), node=None, json=False))
     _print(f"\n{time.monotonic() - started:.1f} s in all. Try:")

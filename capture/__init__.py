@@ -22,38 +22,28 @@ __all__ = [
     "fault",
     "install",
     "install_into_comfyui",
-    "run_log",
     "uninstall",
 ]
-
-
-def _report_run(rec: Recorder) -> None:
-    cfg = config.get()
-    if cfg.debug and cfg.log_performance:
-        calls = rec.hook_calls
-        total = rec.hook_total_ns / 1e6
-        avg = total / calls if calls else 0.0
-        log.info(
-            "[AAA Metadata Hooks] Performance: %s... - %d calls, total=%.2fms, avg=%.3fms, max=%.3fms",
-            rec.prompt_id[:8],
-            calls,
-            total,
-            avg,
-            rec.hook_max_ns / 1e6,
-        )
 
 
 #: Set when a save node asked for capture "on" regardless of the configuration.
 _forced = [False]
 
-hooks._settings.update(
-    enabled=lambda: config.get().hooks_enabled or _forced[0],
-    log_dir=lambda: config.get().log_dir,
-    max_runs=lambda: config.get().max_runs,
-    plugin_version=lambda: __version__,
-    environment=comfy.environment,
-    on_run_finished=_report_run,
-)
+
+def _run_settings() -> hooks.RunSettings:
+    """One configuration read per run."""
+    cfg = config.get()
+    return hooks.RunSettings(
+        enabled=cfg.hooks_enabled or _forced[0],
+        log_dir=cfg.log_dir,
+        max_runs=cfg.max_runs,
+        log_performance=cfg.debug and cfg.log_performance,
+        plugin=__version__,
+        environment=comfy.environment(),
+    )
+
+
+hooks.run_settings = _run_settings
 
 
 def install_into_comfyui(force: bool = False) -> CaptureStatus:
@@ -98,14 +88,6 @@ def status_report() -> dict[str, Any]:
         "config_file": str(config.config_path()),
         "runs_kept": STORE.ids()[-5:],
     }
-
-
-def run_log(prompt_id: str) -> bytes | None:
-    """The log of a run: the live one if it is executing in this context, else a kept one."""
-    rec = current_run.get()
-    if rec is not None and rec.prompt_id == prompt_id:
-        return rec.snapshot()
-    return STORE.get(prompt_id)
 
 
 def live_run() -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import sys
 from typing import Any
 
@@ -39,14 +38,6 @@ def metadata_disabled() -> bool:
     cli = _module("comfy.cli_args")
     args = getattr(cli, "args", None)
     return bool(getattr(args, "disable_metadata", False))
-
-
-def output_directory() -> str:
-    """ComfyUI's output folder."""
-    fp = _module("folder_paths")
-    if fp is not None and hasattr(fp, "get_output_directory"):
-        return str(fp.get_output_directory())
-    return os.path.abspath("output")
 
 
 def save_image_path(prefix: str, width: int, height: int) -> tuple[str, str, int, str, str]:

@@ -76,10 +76,22 @@ class CaptureStatus:
     runs_captured: int = 0
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run starting now needs from the configuration, read once per run."""
+
+    enabled: bool = True
+    log_dir: str | None = None
+    max_runs: int = 64
+    log_performance: bool = False
+    plugin: str = ""
+    environment: dict[str, str] = field(default_factory=dict)
+
+
 STATUS = CaptureStatus()
 STORE = RunStore()
-#: Callables returning per-run settings; set by ``configure`` (kept here so capture needs no config import).
-_settings: dict[str, Callable[..., Any]] = {}
+#: Builds the settings for a run starting now; ``capture/__init__`` binds it to the config.
+run_settings: Callable[[], RunSettings] = RunSettings
 
 
 def fault(where: str, exc: BaseException) -> None:
@@ -133,7 +145,8 @@ class RunHook(Hook):
 
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
-            if not _settings.get("enabled", lambda: True)():
+            settings = run_settings()
+            if not settings.enabled:
                 return None
             ix = self.index
             prompt = _arg(args, kwargs, ix["prompt"], "prompt", {})
@@ -148,19 +161,19 @@ class RunHook(Hook):
                 scrubbed.prompt,
                 scrubbed.workflow,
                 STATUS.generation,
-                _settings.get("plugin_version", lambda: "")(),
-                _settings.get("log_dir", lambda: None)(),
-                _settings.get("environment", dict)(),
+                settings.plugin,
+                settings.log_dir,
+                settings.environment,
             )
             rec.secret_nodes, rec.secrets = scrubbed.secret_nodes, scrubbed.secrets
             token = current_run.set(rec)
-            return rec, token, args[0] if args else None
+            return rec, token, args[0] if args else None, settings
         except Exception as exc:  # capture must never break the run
             fault("run: start", exc)
             return None
 
     def end(self, ctx: Any, result: Any, exc: BaseException | None) -> None:
-        rec, token, executor = ctx
+        rec, token, executor, settings = ctx
         try:
             current_run.reset(token)
         except ValueError:  # reset from another context; the run is over either way
@@ -170,14 +183,27 @@ class RunHook(Hook):
             if rec.pending:
                 _close_pending(rec, executor, status, etype, emsg)
             data = rec.finish(status, etype, emsg)
-            STORE.limit = max(1, int(_settings.get("max_runs", lambda: STORE.limit)()))
+            STORE.limit = max(1, settings.max_runs)
             STORE.put(rec.prompt_id, data)
             STATUS.runs_captured += 1
-            report = _settings.get("on_run_finished")
-            if report is not None:
-                report(rec)
+            if settings.log_performance:
+                _log_performance(rec)
         except Exception as exc2:
             fault("run: end", exc2)
+
+
+def _log_performance(rec: Recorder) -> None:
+    """The AAA system's performance line (DESIGN.md), for ``debug`` + ``log_performance``."""
+    calls = rec.hook_calls
+    total = rec.hook_total_ns / 1e6
+    log.info(
+        "[AAA Metadata Hooks] Performance: %s... - %d calls, total=%.2fms, avg=%.3fms, max=%.3fms",
+        rec.prompt_id[:8],
+        calls,
+        total,
+        total / calls if calls else 0.0,
+        rec.hook_max_ns / 1e6,
+    )
 
 
 def _run_outcome(executor: Any, exc: BaseException | None) -> tuple[str, str | None, str | None]:
@@ -757,8 +783,9 @@ def make_wrapper(original: Callable[..., Any], hook: Hook) -> Callable[..., Any]
                 # A plain function in front of a coroutine function (another pack's sync
                 # wrapper around modern ComfyUI's async execute): end when it completes.
                 # A future is returned as it is (callers may cancel it or ask if it is done).
-                if callable(getattr(result, "add_done_callback", None)):
-                    result.add_done_callback(lambda fut: _end_from_future(hook, ctx, fut))
+                add_done_callback = getattr(result, "add_done_callback", None)
+                if callable(add_done_callback):
+                    add_done_callback(lambda fut: _end_from_future(hook, ctx, fut))
                     return result
                 return _end_when_awaited(hook, ctx, result)
             end(ctx, result, None)

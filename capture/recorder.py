@@ -226,7 +226,7 @@ def graph_signature(prompt: dict[str, Any], node_id: str, memo: dict[str, Any] |
         if not isinstance(node, dict) or depth > 1000:
             return ("missing", nid)
         memo[nid] = ("cycle", nid)
-        items = []
+        items: list[tuple[Any, ...]] = []
         for name, value in sorted((node.get("inputs") or {}).items()):
             if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
                 items.append((name, "link", value[1], sig(str(value[0]), depth + 1)))

@@ -188,7 +188,9 @@ def scrub_secrets(prompt: Any, workflow: Any) -> Scrubbed:
             clean[node_id] = {**node, "inputs": new_inputs}
     for source in sources:
         node = clean.get(source)
-        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        inputs = node.get("inputs")
         if not isinstance(inputs, dict):
             continue
         new_inputs = dict(inputs)

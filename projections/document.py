@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..canonical import canonical_json
 from ..events.schema import AnyEvent, NodeInputs, RunStarted
 from .reconcile import generation_document
-from .runtime import RunState, canonical_json, project, runtime_document
+from .runtime import RunState, project, runtime_document
 
 DOCUMENT_SCHEMA = 1
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from ..canonical import canonical_json as canonical_json  # the documents' encoding, re-exported
 from ..events.schema import (
     AnyEvent,
     HookStats,
@@ -246,6 +247,3 @@ def _iso(wall_ns: int) -> str:
     return _dt.datetime.fromtimestamp(wall_ns / 1e9, tz=_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def canonical_json(doc: Any) -> bytes:
-    """The one encoding of a document: sorted keys, no spaces, UTF-8."""
-    return msgspec.json.encode(doc, order="sorted")

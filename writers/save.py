@@ -30,6 +30,7 @@ from typing import Any, Literal
 import msgspec
 from PIL import Image
 
+from ..canonical import canonical_json
 from ..errors import RuntimeMetadataError
 from .atomic import atomic_open
 from .exif import JPEG_EXIF_MAX, build_exif
@@ -64,8 +65,8 @@ class SaveResult:
 
 
 def encode_document(document: Any) -> bytes:
-    """The canonical JSON of a document: sorted keys, no spaces, UTF-8."""
-    return msgspec.json.encode(document, order="sorted")
+    """The canonical JSON of a document (the same bytes replay rebuilds)."""
+    return canonical_json(document)
 
 
 def _is_scalar(value: Any) -> bool:
