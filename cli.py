@@ -177,6 +177,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             _print(f"  wrapped  {item}")
         for item in cap["skipped"]:
             _print(f"  skipped  {item}")
+        for item in cap.get("notes") or ():
+            _print(f"  note     {item}")
         _print(f"config file (in that ComfyUI): {report['config_file']}")
         for key, value in report["config"].items():
             _print(f"  {key} = {value!r}")

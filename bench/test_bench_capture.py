@@ -21,7 +21,7 @@ import pytest
 
 from runtime_metadata.capture import hooks
 from runtime_metadata.capture.recorder import Recorder, current_run
-from runtime_metadata.events.log import MemoryLog
+from runtime_metadata.events.log import MemoryLog, read_log
 
 EXECUTORS = Path(__file__).resolve().parent.parent / "tests" / "executors"
 TARGET_US = 2.0
@@ -92,7 +92,7 @@ def _one_node(module: ModuleType):
         result = module.recursive_execute(None, PROMPT, outputs, "17", extra, executed, "bench", outputs_ui, storage)
         assert result[0] is True
 
-    return call, outputs
+    return call, outputs, storage
 
 
 def _record(benchmark, name: str) -> None:
@@ -118,7 +118,7 @@ def captured(monkeypatch):
 
 def test_node_call_unwrapped(benchmark):
     """Baseline: the same node call through the plain (unwrapped) executor functions."""
-    call, outputs = _one_node(_load("march2024"))
+    call, outputs, _ = _one_node(_load("march2024"))
     benchmark(call)
     assert outputs["17"] == [[123456789]]
     _record(benchmark, "unwrapped")
@@ -127,7 +127,8 @@ def test_node_call_unwrapped(benchmark):
 def test_node_call_captured(benchmark, captured):
     """The node call through every wrapper one node goes through, recording its events."""
     module, rec = captured
-    call, outputs = _one_node(module)
+    call, outputs, storage = _one_node(module)
+    rec.objects = storage  # what the run hook does: ComfyUI's object storage names the node
     holder = [0]
 
     def captured_call() -> None:
@@ -141,7 +142,7 @@ def test_node_call_captured(benchmark, captured):
     assert outputs["17"] == [[123456789]]
     assert hooks.STATUS.active and hooks.STATUS.disabled_reason is None
     call()  # one more, so that the log certainly holds a node's events
-    events = rec.log.events()
+    events = read_log(rec.snapshot()).events
     assert [type(e).__name__ for e in events[-3:]] == ["NodeStarted", "NodeInputs", "NodeFinished"]
     assert events[-2].inputs["sampler_name"] == ["dpmpp_2m"] and events[-2].inputs["cfg"] == [7.5]
     _record(benchmark, "captured")

@@ -9,10 +9,17 @@ name       where                                what it records
 =========  ===================================  ==========================================
 run        ``PromptExecutor.execute``           run start/end, status, hook overhead
 message    ``PromptExecutor.add_message``       ComfyUI's own list of cached nodes
-node       ``execution.execute`` or             which node is executing; failures before
-           ``execution.recursive_execute``      its function is called
+node       ``execution.execute`` (not on the    which node is executing; failures before
+           March-2024 executor, see below)      its function is called
 call       ``execution.get_output_data``        resolved inputs, start/end of the node call
 =========  ===================================  ==========================================
+
+On the March-2024 executor ``recursive_execute`` stays unwrapped (``needs_node_hook``): the
+call hook finds the node from its object in ComfyUI's ``object_storage`` and the message hook
+records failures before a call from ComfyUI's ``execution_error``/``execution_interrupted``.
+
+The hot path (the call hook) only appends events, in their tuple form, to the run's batch;
+the recorder encodes a batch as one log frame (see ``recorder.Recorder``).
 
 Contract: a wrapper passes every argument through, returns what the wrapped function
 returned and re-raises what it raised. Capture code never raises into ComfyUI: any exception
@@ -38,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
 import time
 import traceback
@@ -46,11 +54,9 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-import msgspec
-
 from ..events.log import iter_log
 from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, RunStarted
-from .recorder import Recorder, RunStore, current_node, current_run, graph_signature
+from .recorder import BATCH_EVENTS, Recorder, RunStore, current_node, current_run, graph_signature
 from .summary import MAX_STRING, REDACTED, is_secret_name, redact_strings, scrub_secrets, summarize_inputs
 
 log = logging.getLogger("runtime_metadata")
@@ -71,6 +77,7 @@ class CaptureStatus:
     generation: str = "not installed"
     installed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     active: bool = False
     disabled_reason: str | None = None
     runs_captured: int = 0
@@ -124,8 +131,11 @@ class Hook:
 
     name = "hook"
 
-    def __init__(self, params: list[str]) -> None:
+    def __init__(self, params: list[str], node_hook: bool = True) -> None:
         self.index = {p: i for i, p in enumerate(params)}
+        #: False on the March-2024 executor, where no per-node wrapper is installed: node ids
+        #: come from ComfyUI's object storage, failures before a call from its status messages.
+        self.node_hook = node_hook
         self.setup()
 
     def setup(self) -> None:
@@ -147,6 +157,11 @@ class RunHook(Hook):
         try:
             settings = run_settings()
             if not settings.enabled:
+                # Switched off in the configuration since install: give ComfyUI back its own
+                # functions (from the next call on), so that "off" costs nothing at all. The
+                # prompt handler installs them again when the configuration turns capture on.
+                uninstall()
+                log.info("[runtime-metadata] capture is off in the configuration: executor functions restored")
                 return None
             ix = self.index
             prompt = _arg(args, kwargs, ix["prompt"], "prompt", {})
@@ -166,6 +181,11 @@ class RunHook(Hook):
                 settings.environment,
             )
             rec.secret_nodes, rec.secrets = scrubbed.secret_nodes, scrubbed.secrets
+            if not self.node_hook:
+                objects = getattr(args[0] if args else None, "object_storage", None)
+                if not isinstance(objects, dict):
+                    raise TypeError("PromptExecutor has no object_storage dict: calls cannot be matched to nodes")
+                rec.objects = objects
             token = current_run.set(rec)
             return rec, token, args[0] if args else None, settings
         except Exception as exc:  # capture must never break the run
@@ -183,6 +203,7 @@ class RunHook(Hook):
             if rec.pending:
                 _close_pending(rec, executor, status, etype, emsg)
             data = rec.finish(status, etype, emsg)
+            _trim_remembered()
             STORE.limit = max(1, settings.max_runs)
             STORE.put(rec.prompt_id, data)
             STATUS.runs_captured += 1
@@ -252,7 +273,10 @@ class MessageHook(Hook):
         if rec is None:
             return None
         try:
-            if _arg(args, kwargs, self.index["event"], "event") == "execution_cached":
+            event = _arg(args, kwargs, self.index["event"], "event")
+            if event in _FAILURE_EVENTS and not self.node_hook:
+                _failed_before_call(rec, event, _arg(args, kwargs, self.index["data"], "data", {}))
+            elif event == "execution_cached":
                 t0 = _perf()
                 data = _arg(args, kwargs, self.index["data"], "data", {}) or {}
                 # ComfyUI lists them from a set; sort so that logs of equal runs are equal.
@@ -265,6 +289,8 @@ class MessageHook(Hook):
                     else:
                         rec.append(NodeCached(nid, class_type, t0, carried[0]))
                         rec.append(NodeInputs(nid, t0, carried[1].inputs, carried[1].calls))
+                        _last_inputs.pop(nid)  # re-inserted: most recently recorded
+                        _last_inputs[nid] = (class_type, carried[0], carried[1].inputs, carried[1].calls)
                 rec.charge(t0)
         except Exception as exc:
             fault("message: cached nodes", exc)
@@ -274,20 +300,45 @@ class MessageHook(Hook):
         pass
 
 
-#: The last inputs recorded per node id in this process: (class_type, prompt_id, encoded
-#: NodeInputs). ComfyUI caches a node's outputs by id while its inputs stay the same, so a
-#: cached node's values are those of the run that last executed it. Bounded; bytes only.
-_last_inputs: dict[str, tuple[str, str, bytes]] = {}
+_FAILURE_EVENTS = frozenset({"execution_error", "execution_interrupted"})
+
+
+def _failed_before_call(rec: Recorder, event: str, data: Any) -> None:
+    """March 2024: a node that failed before its function was called (its inputs, its constructor).
+
+    ComfyUI reports every failure with the node's id; a node whose call the call hook saw has
+    its end recorded already, from the call itself.
+    """
+    if not isinstance(data, dict) or data.get("node_id") is None:
+        return
+    node_id = str(data["node_id"])
+    if node_id in rec.started:
+        return
+    t0 = _perf()
+    if event == "execution_interrupted":
+        rec.append(NodeFinished(node_id, t0, "interrupted"))
+    else:
+        message = str(data.get("exception_message") or "").rstrip()[:2000]
+        etype = data.get("exception_type")
+        rec.append(NodeFinished(node_id, t0, "failed", None if etype is None else str(etype), rec.redact(message) or None))
+    rec.started.add(node_id)
+    rec.charge(t0)
+
+
+#: The last inputs recorded per node id in this process: (class_type, prompt_id, inputs,
+#: calls). ComfyUI caches a node's outputs by id while its inputs stay the same, so a cached
+#: node's values are those of the run that last executed it. Summaries only (no live
+#: objects); trimmed to the most recently recorded ids when a run ends.
+_last_inputs: dict[str, tuple[str, str, dict[str, list[Any]], int]] = {}
 MAX_REMEMBERED_NODES = 4096
-_inputs_decoder = msgspec.msgpack.Decoder(NodeInputs)
 
 
-def _remember_inputs(node_id: str, class_type: str, prompt_id: str, payload: bytes) -> None:
+def _trim_remembered() -> None:
     memo = _last_inputs
-    memo.pop(node_id, None)
-    memo[node_id] = (class_type, prompt_id, payload)
-    if len(memo) > MAX_REMEMBERED_NODES:
-        del memo[next(iter(memo))]
+    extra = len(memo) - MAX_REMEMBERED_NODES
+    if extra > 0:
+        for node_id in list(itertools.islice(memo, extra)):
+            del memo[node_id]
 
 
 class _CarryMemo:
@@ -319,7 +370,7 @@ def _carried_inputs(rec: Recorder, node_id: str, class_type: str, seen: _CarryMe
     then = seen.prompt(memo[1])
     if then is None or seen.signature(memo[1], then, node_id) != seen.signature("\0this run", rec.prompt, node_id):
         return None
-    return memo[1], _inputs_decoder.decode(memo[2])
+    return memo[1], NodeInputs(node_id, 0, memo[2], memo[3])
 
 
 def _prompt_of(prompt_id: str) -> dict[str, Any] | None:
@@ -508,9 +559,16 @@ class CallHook(Hook):
                 got = self.positional(args)
             except IndexError:
                 got = self._arguments(args, kwargs)
+            class_type = None
             if self.i_uid is None:
                 obj, inputs = got
-                node_id = current_node.get() or "?"
+                if self.node_hook:
+                    node_id = current_node.get() or "?"
+                else:
+                    found = _storage_key(rec, obj)
+                    if found is None:  # not a call ComfyUI made for a node of this run
+                        return None
+                    node_id, class_type = found[1], found[2]
             else:
                 node_id, obj, inputs = got
                 if type(node_id) is not str:
@@ -520,8 +578,9 @@ class CallHook(Hook):
             cls = type(obj)
             # Fast path: input names seen before for this class with nothing to leave out or
             # redact, every value a one-item list of a plain scalar (int, short str, finite
-            # float, bool, None). Then the summary is ComfyUI's dict itself: it is encoded at
-            # once (the log keeps bytes, never the event) and nothing of it is kept.
+            # float, bool, None). Then the summary is ComfyUI's dict itself: it holds nothing
+            # but those scalars, and no node receives it to change it (``_clean`` never holds
+            # an INPUT_IS_LIST class), so it can wait in the event batch as it is.
             key = (cls, tuple(inputs))
             values = None
             longest = 1
@@ -552,18 +611,20 @@ class CallHook(Hook):
             if rec.secret_nodes and node_id in rec.secret_nodes:
                 values = redact_strings(values)  # it feeds a credential input: keep no string
             rec.started.add(node_id)
-            append = rec.log.append
-            node = rec.prompt.get(node_id)
-            if node is None and rec.dynprompt is not None:
-                append(_ephemeral_started(rec, node_id, obj, t0))
-            else:
+            events = rec.events
+            if class_type is None:
+                node = rec.prompt.get(node_id)
+                if node is None and rec.dynprompt is not None:
+                    events.append(_ephemeral_started(rec, node_id, obj, t0))
+                    events.append(("NodeInputs", node_id, t0, values, longest))
+                    return rec, node_id, _perf() - t0  # charged with the end's own time, in end()
                 class_type = node.get("class_type") if type(node) is dict else None
                 if type(class_type) is not str:
                     class_type = cls.__name__ if obj is not None else "?"
-                append(NodeStarted(node_id, class_type, t0))
-                _remember_inputs(node_id, class_type, rec.prompt_id, append(NodeInputs(node_id, t0, values, longest)))
-                return rec, node_id, _perf() - t0  # charged with the end's own time, in end()
-            append(NodeInputs(node_id, t0, values, longest))
+            # The events' tuple form (see MemoryLog.extend): NodeStarted, NodeInputs.
+            events.append(("NodeStarted", node_id, class_type, t0, None, None))
+            events.append(("NodeInputs", node_id, t0, values, longest))
+            _last_inputs[node_id] = (class_type, rec.prompt_id, values, longest)
             return rec, node_id, _perf() - t0  # charged with the end's own time, in end()
         except Exception as exc:
             fault("call: inputs", exc)
@@ -576,7 +637,10 @@ class CallHook(Hook):
             if exc is not None:
                 rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, rec.redact(_cut(exc))))
             elif type(result) is not tuple or len(result) < 4 or not (result[3] or result[2]):
-                rec.log.append(NodeFinished(node_id, t0, "executed"))
+                events = rec.events
+                events.append(("NodeFinished", node_id, t0, "executed", None, None))
+                if len(events) >= BATCH_EVENTS:
+                    rec.flush()
             elif result[3]:
                 # Modern executor, async node: get_output_data returned its still running
                 # asyncio.Tasks (result[0]); the node ends when the last of them does.
@@ -594,6 +658,40 @@ class CallHook(Hook):
                 rec.hook_max_ns = spent
         except Exception as exc2:
             fault("call: end", exc2)
+
+
+def _storage_key(rec: Recorder, obj: Any) -> tuple[Any, str, str] | None:
+    """March 2024: (storage key, node id, class_type) of the node object ``obj``.
+
+    ComfyUI keeps one object per (node id, class_type) in its object storage and creates it
+    just before its call, so a new object is the storage's last entry; objects kept from
+    earlier runs are indexed by ``id()`` once per run. Every answer is checked against the
+    storage itself (an ``id`` can be reused once its object is gone).
+    """
+    storage = rec.objects
+    if not storage:
+        return None
+    keys = rec.object_keys
+    found = keys.get(id(obj))
+    if found is not None and storage.get(found[0]) is obj:
+        return found
+    key, last = next(reversed(storage.items()))
+    if last is not obj:
+        keys.clear()
+        for key, value in storage.items():
+            keys[id(value)] = _key_entry(key)
+        found = keys.get(id(obj))
+        if found is None or storage.get(found[0]) is not obj:
+            return None
+        return found
+    found = keys[id(obj)] = _key_entry(key)
+    return found
+
+
+def _key_entry(key: Any) -> tuple[Any, str, str]:
+    if type(key) is tuple and len(key) == 2:
+        return key, str(key[0]), str(key[1])
+    return key, str(key), "?"
 
 
 class _TaskWatch:
@@ -736,7 +834,7 @@ def _summarize(key: tuple[type, tuple[str, ...]], inputs: dict[str, Any]) -> tup
         if isinstance(vals, list) and len(vals) > longest:
             longest = len(vals)
         values[name] = summarize_inputs({name: vals})[name]
-    if all_kept and len(_clean) < _PLAN_LIMIT:
+    if all_kept and len(_clean) < _PLAN_LIMIT and not getattr(cls, "INPUT_IS_LIST", False):
         _clean.add(key)
     return values, longest
 
@@ -856,6 +954,38 @@ class WrapPoint:
     hook: type[Hook]
 
 
+def _params(func: Any) -> list[str] | None:
+    try:
+        return list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
+NO_NODE_HOOK_NOTE = (
+    "node: recursive_execute left unwrapped (March 2024: node ids from object_storage, "
+    "failures before a call from status messages)"
+)
+
+
+def needs_node_hook(execution: Any) -> bool:
+    """False on the March-2024 executor: ``recursive_execute`` needs no wrapper of its own.
+
+    There ``get_output_data(obj, input_data_all)`` has no node id, but ``recursive_execute``
+    keeps every node object in ``object_storage`` under (node id, class_type), and ComfyUI
+    reports a failure before a node's call through ``add_message`` with the node's id. So the
+    call hook finds the node from its object and the message hook records those failures,
+    which saves a wrapper layer per node of a recursion as deep as the graph.
+    """
+    node = getattr(execution, "recursive_execute", None)
+    call = getattr(execution, "get_output_data", None)
+    if not callable(node) or not callable(call) or callable(getattr(execution, "execute", None)):
+        return True
+    node_params, call_params = _params(node), _params(call)
+    if node_params is None or call_params is None:
+        return True
+    return "object_storage" not in node_params or "unique_id" in call_params
+
+
 def wrap_points(execution: Any) -> tuple[list[WrapPoint], list[str]]:
     """The wrap points this ``execution`` module offers, and those it lacks (with why)."""
     points: list[WrapPoint] = []
@@ -873,15 +1003,16 @@ def wrap_points(execution: Any) -> tuple[list[WrapPoint], list[str]]:
         ("node", execution, node_attr, ("current_item",), NodeHook),
         ("call", execution, "get_output_data", ("obj", "input_data_all"), CallHook),
     ]
+    if not needs_node_hook(execution):
+        candidates = [c for c in candidates if c[0] != "node"]
     for name, owner, attr, needs, hook in candidates:
         func = getattr(owner, attr, None) if owner is not None else None
         if not callable(func):
             skipped.append(f"{name}: {attr} not found")
             continue
-        try:
-            params = list(inspect.signature(func).parameters)
-        except (TypeError, ValueError) as exc:
-            skipped.append(f"{name}: signature of {attr} unreadable ({exc})")
+        params = _params(func)
+        if params is None:
+            skipped.append(f"{name}: signature of {attr} unreadable")
             continue
         missing = [p for p in needs if p not in params]
         if missing:
@@ -915,11 +1046,13 @@ def install(execution: Any, comfyui_version: str = "") -> CaptureStatus:
         STATUS.skipped.append("run: without it no run can be keyed by prompt_id; nothing installed")
         log.warning("[runtime-metadata] capture not installed: %s", "; ".join(STATUS.skipped))
         return STATUS
+    node_hook = needs_node_hook(execution)
+    STATUS.notes = [] if node_hook else [NO_NODE_HOOK_NOTE]
     for point in points:
         current = getattr(point.owner, point.attr)
         if is_ours(current):
             continue
-        wrapper = make_wrapper(current, point.hook(list(point.params)))
+        wrapper = make_wrapper(current, point.hook(list(point.params), node_hook))
         setattr(point.owner, point.attr, wrapper)
         _installed.append(_Installed(point.owner, point.attr, wrapper, current))
         STATUS.installed.append(f"{point.name}: {getattr(point.owner, '__name__', point.owner)}.{point.attr}")
@@ -934,6 +1067,7 @@ def reset() -> None:
     uninstall()
     STATUS.disabled_reason = None
     STATUS.skipped = []
+    STATUS.notes = []
     STATUS.generation = "not installed"
     STATUS.runs_captured = 0
     _last_inputs.clear()

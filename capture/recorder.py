@@ -37,17 +37,32 @@ MAX_STORE_BYTES = 256 << 20
 _sizer = msgspec.msgpack.Encoder()
 
 
+#: Events gathered before they are encoded as one log frame (a few hundred nodes' worth):
+#: one encoder call and one checksum per batch instead of per event.
+BATCH_EVENTS = 512
+
+
 class Recorder:
-    """Collects one run's events; appending is the only thing the hot path does."""
+    """Collects one run's events; appending to ``events`` is all the hot path does.
+
+    ``events`` holds event Structs and their tuple form (see ``MemoryLog.extend``) in the order
+    they happened, each made of summaries only; ``flush`` encodes them into the log as one
+    frame. The log is flushed when ``BATCH_EVENTS`` have gathered, when a save node asks for the
+    run so far (``snapshot``) and when the run ends, so nothing is lost that a save or replay
+    needs, and a killed ComfyUI loses at most the last batch and the file log's unwritten tail.
+    """
 
     __slots__ = (
         "dynprompt",
+        "events",
         "finished",
         "hook_calls",
         "hook_max_ns",
         "hook_total_ns",
         "log",
         "log_path",
+        "object_keys",
+        "objects",
         "pending",
         "prompt",
         "prompt_id",
@@ -82,6 +97,11 @@ class Recorder:
         self.secret_nodes: frozenset[str] = frozenset()
         self.secrets: frozenset[str] = frozenset()
         self.log_path: Path | None = None
+        #: March 2024: ComfyUI's object storage, (node id, class_type) -> node object, and our
+        #: index of it by id(object); the call hook finds which node a call belongs to there.
+        self.objects: dict[Any, Any] | None = None
+        self.object_keys: dict[int, Any] = {}
+        self.events: list[Any] = []
         self.log: MemoryLog | FileLog
         self.log = MemoryLog()
         if log_dir:
@@ -103,26 +123,33 @@ class Recorder:
             environment=environment or {},
         )
         try:
-            size = len(_sizer.encode(started))
+            payload = _sizer.encode(started)
         except (OverflowError, UnicodeEncodeError):  # huge ints, lone surrogates: made text
             started = encodable(started)
-            size = len(_sizer.encode(started))
-        if size > MAX_RUN_STARTED_BYTES:
+            payload = _sizer.encode(started)
+        if len(payload) > MAX_RUN_STARTED_BYTES:
             # Base64 images and other blobs in widgets: keep the graph, not the payloads.
             started = msgspec.structs.replace(
                 started,
                 prompt=cut_strings(started.prompt, MAX_PROMPT_STRING),
                 workflow=cut_strings(started.workflow, MAX_PROMPT_STRING),
             )
-        self.log.append(started)
+            payload = _sizer.encode(started)
+        # Encoded once (for its size and for the log): the first frame of every log.
+        self.log.append_encoded(payload)
 
     def append(self, event: AnyEvent) -> None:
-        """Add one event to this run's log.
+        """Add one event to this run's log (encoded with the next batch)."""
+        events = self.events
+        events.append(event)
+        if len(events) >= BATCH_EVENTS:
+            self.flush()
 
-        The log encodes the event at once and keeps only bytes: the call hook relies on this
-        when it hands ComfyUI's own input dict (plain scalars only) to a ``NodeInputs``.
-        """
-        self.log.append(event)
+    def flush(self) -> None:
+        """Encode the events gathered so far into the log, as one frame."""
+        if self.events:
+            events, self.events = self.events, []
+            self.log.extend(events)
 
     def redact(self, text: str | None) -> str | None:
         """An error text with this run's credential values replaced (messages may quote them)."""
@@ -147,8 +174,11 @@ class Recorder:
         """Close the run: final stats and status, flush the file; return the log bytes."""
         self.append(HookStats(self.hook_calls, self.hook_total_ns, self.hook_max_ns))
         self.append(RunFinished(time.perf_counter_ns(), status, error_type, self.redact(error_message)))
+        self.flush()
         self.finished = True
         self.dynprompt = None
+        self.objects = None
+        self.object_keys = {}
         self.pending.clear()
         if isinstance(self.log, FileLog):
             self.log.close()
@@ -156,6 +186,7 @@ class Recorder:
 
     def snapshot(self) -> bytes:
         """The log as it stands now (on disk too: what a save embeds can always be replayed)."""
+        self.flush()
         if isinstance(self.log, FileLog):
             self.log.flush()
         return self.log.to_bytes()

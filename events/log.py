@@ -3,12 +3,13 @@
 Layout::
 
     header  = MAGIC (8 bytes) | schema version (u16 LE) | reserved (u16)
-    frame   = payload length (u32 LE) | crc32(payload) (u32 LE) | payload (msgpack event)
+    frame   = payload length (u32 LE) | crc32(payload) (u32 LE) | payload
 
-Appending is the hot path (it runs for every node of every run): one reused encoder, one
-checksum, two in-place extends of the log's buffer. Reading never raises on damage: a frame that
-fails its checksum is skipped (the reader resynchronises on the next valid frame) and a torn
-tail is reported, so a damaged log loses only its damaged frames.
+From version 2 a frame's payload is a msgpack array of events (a batch: the recorder gathers a
+run's events and writes them a few hundred at a time, one encoder call and one checksum per
+batch); in version 1 logs it was a single event. Both are read. Reading never raises on
+damage: a frame that fails its checksum is skipped (the reader resynchronises on the next
+valid frame) and a torn tail is reported, so a damaged log loses only its damaged frames.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import gc
 import os
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,12 +32,16 @@ from .schema import SCHEMA_VERSION, AnyEvent
 MAGIC = b"\x89RTMLOG\n"
 _HEADER = struct.Struct("<8sHH")
 _FRAME = struct.Struct("<II")
+_ONE = b"\x91"  # msgpack: an array of one item
 HEADER_SIZE = _HEADER.size
 FRAME_OVERHEAD = _FRAME.size
 #: A single event larger than this is treated as damage (a prompt JSON is far smaller).
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 
 _decoder = msgspec.msgpack.Decoder(AnyEvent)
+_batch_decoder = msgspec.msgpack.Decoder(list[AnyEvent])
+#: Versions this reader understands: 1 (one event per frame), 2 (a batch per frame).
+READABLE_VERSIONS = (1, 2)
 
 
 def header(version: int = SCHEMA_VERSION) -> bytes:
@@ -82,19 +87,37 @@ class MemoryLog:
         self._encoder = msgspec.msgpack.Encoder()
         self.count = 0
 
-    def append(self, event: AnyEvent) -> bytes:
-        """Encode ``event``, add it to the buffer as one frame, and return its encoding."""
+    def append(self, event: AnyEvent) -> None:
+        """Add one event as a frame of its own."""
+        self.extend((event,))
+
+    def extend(self, events: Sequence[Any]) -> None:
+        """Encode ``events`` (in order) as one frame and add it to the buffer.
+
+        Each item is an event Struct or the tuple ``(tag, *fields)`` with every field: an
+        array-like tagged Struct encodes as exactly that msgpack array, so both give the same
+        bytes and read back as the same event (the capture hot path builds the tuples).
+        """
+        if not events:
+            return
         # Measured: encoding to bytes then two in-place extends beats encode_into plus a
         # checksum over a slice of the buffer (which has to copy or pin a memoryview).
         try:
-            payload = self._encoder.encode(event)
+            payload = self._encoder.encode(events)
         except (OverflowError, UnicodeEncodeError):
-            payload = self._encoder.encode(encodable(event))
+            payload = self._encoder.encode([encodable(e) for e in events])
         buf = self._buf
         buf += _FRAME.pack(len(payload), zlib.crc32(payload))
         buf += payload
+        self.count += len(events)
+
+    def append_encoded(self, payload: bytes) -> None:
+        """Add one event already encoded (msgpack of the event) as a frame of its own."""
+        frame = _ONE + payload  # a batch of one: the array header, then the event
+        buf = self._buf
+        buf += _FRAME.pack(len(frame), zlib.crc32(frame))
+        buf += frame
         self.count += 1
-        return payload
 
     def to_bytes(self) -> bytes:
         """The whole log as it would be stored on disk."""
@@ -126,12 +149,21 @@ class FileLog:
         self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
         self.flush()
 
-    def append(self, event: AnyEvent) -> bytes:
-        """Encode ``event`` as one frame (returned); write the pending frames once enough have gathered."""
-        payload = self._memory.append(event)
+    def append(self, event: AnyEvent) -> None:
+        """Add one event as a frame of its own (see ``extend``)."""
+        self.extend((event,))
+
+    def extend(self, events: Sequence[Any]) -> None:
+        """Add ``events`` as one frame; write the pending frames once enough have gathered."""
+        self._memory.extend(events)
         if len(self._memory) - self._written >= self.FLUSH_BYTES:
             self.flush()
-        return payload
+
+    def append_encoded(self, payload: bytes) -> None:
+        """Add one event already encoded as a frame of its own (see ``MemoryLog``)."""
+        self._memory.append_encoded(payload)
+        if len(self._memory) - self._written >= self.FLUSH_BYTES:
+            self.flush()
 
     @property
     def count(self) -> int:
@@ -216,8 +248,8 @@ def paused_gc(pause: bool = True) -> Iterator[None]:
             gc.enable()
 
 
-def _frame_at(data: bytes, offset: int) -> tuple[AnyEvent, int] | str:
-    """Decode the frame at ``offset``; return (event, next offset) or why it is not one."""
+def _frame_at(data: bytes, offset: int, batched: bool = True) -> tuple[list[AnyEvent], int] | str:
+    """Decode the frame at ``offset``; return (its events, next offset) or why it is not one."""
     if offset + FRAME_OVERHEAD > len(data):
         return "truncated frame header"
     length, crc = _FRAME.unpack_from(data, offset)
@@ -230,25 +262,31 @@ def _frame_at(data: bytes, offset: int) -> tuple[AnyEvent, int] | str:
     if zlib.crc32(payload) != crc:
         return "checksum mismatch"
     try:
-        return _decoder.decode(payload), end
+        if batched:
+            return _batch_decoder.decode(payload), end
+        return [_decoder.decode(payload)], end
     except msgspec.DecodeError as exc:
         return f"undecodable event ({exc})"
 
 
 def iter_log(data: bytes) -> Iterator[AnyEvent | Damage]:
-    """Yield events, and a ``Damage`` for each stretch that could not be read."""
+    """Yield events, and a ``Damage`` for each stretch that could not be read.
+
+    ``data`` starts with the header (checked by ``read_log``; here only its version is used).
+    """
+    batched = len(data) < HEADER_SIZE or _HEADER.unpack_from(data, 0)[1] >= 2
     offset = HEADER_SIZE
     while offset < len(data):
-        got = _frame_at(data, offset)
+        got = _frame_at(data, offset, batched)
         if not isinstance(got, str):
-            event, offset = got
-            yield event
+            events, offset = got
+            yield from events
             continue
         # Resynchronise: the next offset where a whole frame checks out.
         start, reason = offset, got
         probe = offset + 1
         while probe < len(data):
-            if not isinstance(_frame_at(data, probe), str):
+            if not isinstance(_frame_at(data, probe, batched), str):
                 break
             probe += 1
         yield Damage(start, probe - start, reason)
@@ -262,9 +300,10 @@ def read_log(data: bytes) -> ReadResult:
     magic, version, _ = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise LogFormatError("not a runtime-metadata log: bad magic bytes")
-    if version > SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise LogFormatError(
-            f"log schema version {version} is newer than this plugin understands ({SCHEMA_VERSION})"
+            f"log schema version {version} is not one this plugin understands "
+            f"({', '.join(map(str, READABLE_VERSIONS))})"
         )
     events: list[AnyEvent] = []
     damage: list[Damage] = []
@@ -285,5 +324,5 @@ def read_log_file(path: str | os.PathLike[str]) -> ReadResult:
 def write_log_file(path: str | os.PathLike[str], events: Iterable[AnyEvent]) -> None:
     """Write ``events`` as a complete log file."""
     with FileLog(path) as log:
-        for event in events:
+        for event in events:  # a frame each: damage then costs one event
             log.append(event)

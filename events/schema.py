@@ -13,7 +13,8 @@ from typing import Any
 
 import msgspec
 
-SCHEMA_VERSION = 1
+#: 2: a log frame holds a batch of events (1: one event per frame); the events are unchanged.
+SCHEMA_VERSION = 2
 
 
 class Event(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):

@@ -67,9 +67,11 @@ def events_of(prompt_id):
     return read_log(hooks.STORE.get(prompt_id)).events
 
 
-def test_the_install_finds_all_four_wrap_points_of_the_2024_executor(execution):
+def test_the_install_wraps_three_points_of_the_2024_executor_and_says_why_not_the_fourth(execution):
     assert hooks.STATUS.skipped == []
-    assert [i.split(":")[0] for i in hooks.STATUS.installed] == ["run", "message", "node", "call"]
+    assert [i.split(":")[0] for i in hooks.STATUS.installed] == ["run", "message", "call"]
+    assert hooks.STATUS.notes == [hooks.NO_NODE_HOOK_NOTE]
+    assert getattr(execution.recursive_execute, hooks.MARK, None) is None  # ComfyUI's own function
     assert "recursive_execute" in hooks.STATUS.generation
 
 
@@ -186,11 +188,98 @@ def test_values_are_summaries_that_keep_nothing_alive(execution):
     assert ref() is None
 
 
+def test_switching_capture_off_in_the_configuration_restores_comfyuis_own_functions(execution, monkeypatch):
+    originals = {name: getattr(execution, name).__wrapped__ for name in ("get_output_data",)}
+    original_run = execution.PromptExecutor.execute.__wrapped__
+    run(execution, CHAIN, "on")
+    monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "0")
+    executor = run(execution, CHAIN, "off")  # this run is not captured and un-wraps
+    assert executor.success is True
+    assert hooks.STORE.get("off") is None
+    assert execution.get_output_data is originals["get_output_data"]
+    assert execution.PromptExecutor.execute is original_run
+    assert hooks.STATUS.installed == [] and hooks.STATUS.active is False
+    assert hooks.STATUS.disabled_reason is None  # off by choice, not by a fault
+    monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
+    hooks.install(execution, "test")  # what the prompt handler does once the config says on
+    run(execution, {**CHAIN, "1": {"class_type": "IntConst", "inputs": {"value": 2}}}, "on again")
+    assert len([e for e in events_of("on again") if isinstance(e, NodeStarted)]) == 4
+
+
+#: Where a fault is injected -> the wrap point it must be reported at.
+def test_a_node_failing_before_its_call_is_recorded_from_comfyuis_error_message(execution):
+    """No per-node wrapper on 2024: the failure comes from ComfyUI's execution_error."""
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 3}},
+        "2": {"class_type": "BrokenInit", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+    }
+    executor = run(execution, prompt, outputs=("3",))
+    assert executor.success is False
+    events = events_of("p1")
+    finished = [(e.node_id, e.status, e.error_type, e.error_message) for e in events if isinstance(e, NodeFinished)]
+    assert finished == [("1", "executed", None, None), ("2", "failed", "RuntimeError", "no backend for key=sk-init-999")]
+    assert "2" not in [e.node_id for e in events if isinstance(e, NodeStarted)]  # it never started
+    assert events[-1].status == "error" and events[-1].error_type == "RuntimeError"
+    doc = runtime_document(project(None, events))
+    assert [(n["id"], n["status"]) for n in doc["nodes"]] == [("1", "executed"), ("2", "failed")]
+
+
+def test_calls_are_matched_to_nodes_through_objects_kept_from_earlier_runs(execution):
+    """ComfyUI keeps node objects between runs; a reused object is still found by identity."""
+    executor = run(execution, CHAIN, "first")
+    kept = dict(executor.object_storage)
+    executor.outputs.clear()  # every node runs again, on the objects of the first run
+    run(execution, CHAIN, "second", executor=executor)
+    assert all(executor.object_storage[k] is v for k, v in kept.items())
+    events = events_of("second")
+    assert [(e.node_id, e.class_type) for e in events if isinstance(e, NodeStarted)] == [
+        ("1", "IntConst"),
+        ("2", "Add"),
+        ("3", "MakeImage"),
+        ("4", "Sink"),
+    ]
+    assert [e.inputs for e in events if isinstance(e, NodeInputs)][:2] == [{"value": [16]}, {"a": [16], "b": [48]}]
+
+
+def test_a_get_output_data_call_for_no_node_of_the_run_records_nothing(execution):
+    """Another pack calling get_output_data itself: no node to attribute it to, so no event."""
+    executor = execution.PromptExecutor()
+
+    class Probe:
+        RETURN_TYPES = ("INT",)
+        FUNCTION = "go"
+
+        def go(self, x):
+            return (x,)
+
+    captured_during = []
+
+    class Caller:
+        RETURN_TYPES = ("INT",)
+        FUNCTION = "run"
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"value": ("INT", {})}}
+
+        def run(self, value):
+            captured_during.append(execution.get_output_data(Probe(), {"x": [value]}))
+            return (value,)
+
+    execution.NODE_CLASS_MAPPINGS["Caller"] = Caller
+    run(execution, {"1": {"class_type": "Caller", "inputs": {"value": 5}}}, outputs=("1",), executor=executor)
+    assert captured_during == [([[5]], {})]
+    events = events_of("p1")
+    assert [e.node_id for e in events if isinstance(e, NodeStarted)] == ["1"]
+    assert hooks.STATUS.disabled_reason is None
+
+
 FAULTS = {
-    "run": ("Recorder", "__init__"),
-    "message": ("NodeCached", None),
-    "node": ("current_node", None),
-    "call": ("summarize_inputs", None),
+    "run": "run",
+    "message": "message",
+    "node lookup": "call",
+    "call": "call",
 }
 
 
@@ -204,15 +293,8 @@ def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_of
         monkeypatch.setattr(hooks, "Recorder", boom)
     elif point == "message":
         monkeypatch.setattr(hooks, "NodeCached", boom)
-    elif point == "node":
-        class BadVar:
-            def set(self, value):
-                raise RuntimeError("injected fault at node")
-
-            def get(self):
-                return None
-
-        monkeypatch.setattr(hooks, "current_node", BadVar())
+    elif point == "node lookup":  # finding which node a call belongs to (object storage)
+        monkeypatch.setattr(hooks, "_storage_key", boom)
     else:
         monkeypatch.setattr(hooks, "summarize_inputs", boom)
     prompt2 = {**CHAIN, "3": {"class_type": "MakeImage", "inputs": {"width": ["2", 0], "seed": 99}}}
@@ -222,7 +304,7 @@ def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_of
     assert executor.success is True
     assert testnodes.Sink.calls[-1].shape == (1, 8, 49, 3)  # the later run computed 1+48 as usual
     assert hooks.STATUS.active is False
-    assert hooks.STATUS.disabled_reason.startswith(point + ":")
+    assert hooks.STATUS.disabled_reason.startswith(FAULTS[point] + ":")
     assert f"injected fault at {point}" in hooks.STATUS.disabled_reason
     assert sum("capture switched off" in r.getMessage() for r in caplog.records) == 1
     assert hooks.STORE.get("after") is None  # capture stayed off for the rest of the process

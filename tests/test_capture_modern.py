@@ -1148,7 +1148,7 @@ def test_the_call_hooks_fast_path_records_what_summaries_would(env, inputs):
     finally:
         current_run.reset(token)
     assert hooks.STATUS.disabled_reason is None
-    recorded = [e.inputs for e in rec.log.events() if isinstance(e, NodeInputs)]
+    recorded = [e.inputs for e in read_log(rec.snapshot()).events if isinstance(e, NodeInputs)]
     expected = summarize_inputs({k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items()})
     assert recorded == [expected] * 3
     assert "sk-nested" not in str(recorded) and "hunter2" not in str(recorded)

@@ -21,7 +21,14 @@ from runtime_metadata.events.log import (
     read_log_file,
     write_log_file,
 )
-from runtime_metadata.events.schema import AnyEvent, NodeFinished, RunStarted
+from runtime_metadata.events.schema import (
+    SCHEMA_VERSION,
+    AnyEvent,
+    NodeFinished,
+    NodeInputs,
+    NodeStarted,
+    RunStarted,
+)
 
 
 @pytest.fixture(params=["memory", "file"])
@@ -62,7 +69,7 @@ def test_a_log_reads_back_exactly_what_was_appended(make_log, events):
     result = read_log(stored())
     assert result.ok
     assert result.events == events
-    assert result.version == 1
+    assert result.version == SCHEMA_VERSION == 2
 
 
 def test_the_header_carries_magic_and_version(make_log):
@@ -165,3 +172,73 @@ def test_a_file_log_reaches_the_disk_as_it_grows_not_only_at_the_end(tmp_path: P
     assert all(e == big for e in on_disk.events)
     log.close()
     assert len(read_log_file(path).events) == 200
+
+
+def test_a_batch_is_one_frame_and_reads_back_in_order(make_log, events):
+    log, stored = make_log()
+    log.append(events[0])
+    log.extend(events[1:6])
+    log.extend(events[6:])
+    log.extend([])  # nothing to write: no frame
+    data = stored()
+    assert read_log(data).events == events
+    frames, offset = 0, HEADER_SIZE
+    while offset < len(data):
+        offset += FRAME_OVERHEAD + int.from_bytes(data[offset : offset + 4], "little")
+        frames += 1
+    assert frames == 3
+
+
+def test_damage_in_a_batch_loses_that_batch_only(events):
+    log = MemoryLog()
+    log.extend(events[:3])
+    log.extend(events[3:6])
+    log.extend(events[6:])
+    data = bytearray(log.to_bytes())
+    first = int.from_bytes(data[HEADER_SIZE : HEADER_SIZE + 4], "little")
+    data[HEADER_SIZE + FRAME_OVERHEAD + first + FRAME_OVERHEAD + 2] ^= 0x01  # inside batch 2
+    result = read_log(bytes(data))
+    assert result.events == events[:3] + events[6:]
+    assert [d.reason for d in result.damage] == ["checksum mismatch"]
+
+
+TUPLE_FORMS = [
+    (NodeStarted("7", "KSampler", 5), ("NodeStarted", "7", "KSampler", 5, None, None)),
+    (NodeStarted("7.0.1", "K", 5, "7", "7"), ("NodeStarted", "7.0.1", "K", 5, "7", "7")),
+    (NodeInputs("98:17", 6, {"seed": [1, 2], "cfg": [7.5]}, 2), ("NodeInputs", "98:17", 6, {"seed": [1, 2], "cfg": [7.5]}, 2)),
+    (NodeFinished("7", 9, "executed"), ("NodeFinished", "7", 9, "executed", None, None)),
+]
+
+
+@pytest.mark.parametrize(("event", "form"), TUPLE_FORMS, ids=lambda x: type(x).__name__)
+def test_an_events_tuple_form_encodes_to_the_same_bytes(event, form):
+    """The capture hot path appends tuples; they must be the very events the log holds."""
+    assert msgspec.msgpack.encode(form) == msgspec.msgpack.encode(event)
+    log = MemoryLog()
+    log.extend([form])
+    assert read_log(log.to_bytes()).events == [event]
+
+
+def test_version_1_logs_one_event_per_frame_still_read(events):
+    """Logs written before batches (schema 1) keep replaying."""
+    import struct
+    import zlib
+
+    data = bytearray(MAGIC + struct.pack("<HH", 1, 0))
+    for event in events:
+        payload = msgspec.msgpack.encode(event)
+        data += struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    result = read_log(bytes(data))
+    assert result.version == 1 and result.ok
+    assert result.events == events
+    torn = read_log(bytes(data[:-2]))
+    assert torn.events == events[:-1] and len(torn.damage) == 1
+
+
+def test_a_batch_with_an_int_msgpack_cannot_hold_is_still_written():
+    big = NodeInputs("1", 0, {"seed": [1 << 70], "ok": [1]}, 1)
+    log = MemoryLog()
+    log.extend([NodeStarted("1", "X", 0), ("NodeInputs", "2", 0, {"seed": [1 << 80]}, 1), big])
+    events = read_log(log.to_bytes()).events
+    assert events[1] == NodeInputs("2", 0, {"seed": [str(1 << 80)]}, 1)
+    assert events[2].inputs == {"seed": [str(1 << 70)], "ok": [1]}

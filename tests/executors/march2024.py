@@ -112,7 +112,7 @@ def recursive_execute(server, prompt, outputs, current_item, extra_data, execute
             {
                 "node_id": unique_id,
                 "exception_message": str(ex),
-                "exception_type": f"{typ.__module__}.{typ.__qualname__}",
+                "exception_type": full_type_name(typ),
                 "traceback": [],
                 "current_inputs": {},
                 "current_outputs": {},
@@ -121,6 +121,13 @@ def recursive_execute(server, prompt, outputs, current_item, extra_data, execute
         )
     executed.add(unique_id)
     return (True, None, None)
+
+
+def full_type_name(klass):
+    module = klass.__module__
+    if module == "builtins":
+        return klass.__qualname__
+    return module + "." + klass.__qualname__
 
 
 class PromptExecutor:

@@ -157,3 +157,23 @@ class KeyedFail:
 
 
 MAPPINGS.update({"Text": Text, "KeyedFail": KeyedFail})
+
+
+class BrokenInit:
+    """Fails before its function is called: ComfyUI cannot even create the node object."""
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    def __init__(self):
+        raise RuntimeError("no backend for key=sk-init-999")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {})}}
+
+    def run(self, value):  # pragma: no cover - never reached
+        return (value,)
+
+
+MAPPINGS["BrokenInit"] = BrokenInit
