@@ -202,8 +202,8 @@ class RunHook(Hook):
             status, etype, emsg = _run_outcome(executor, exc)
             if rec.pending:
                 _close_pending(rec, executor, status, etype, emsg)
+            _remember_run(rec)
             data = rec.finish(status, etype, emsg)
-            _trim_remembered()
             STORE.limit = max(1, settings.max_runs)
             STORE.put(rec.prompt_id, data)
             STATUS.runs_captured += 1
@@ -289,8 +289,8 @@ class MessageHook(Hook):
                     else:
                         rec.append(NodeCached(nid, class_type, t0, carried[0]))
                         rec.append(NodeInputs(nid, t0, carried[1].inputs, carried[1].calls))
-                        _last_inputs.pop(nid)  # re-inserted: most recently recorded
-                        _last_inputs[nid] = (class_type, carried[0], carried[1].inputs, carried[1].calls)
+                        del _last_run[nid]  # re-inserted: most recently used
+                        _last_run[nid] = carried[0]
                 rec.charge(t0)
         except Exception as exc:
             fault("message: cached nodes", exc)
@@ -325,16 +325,20 @@ def _failed_before_call(rec: Recorder, event: str, data: Any) -> None:
     rec.charge(t0)
 
 
-#: The last inputs recorded per node id in this process: (class_type, prompt_id, inputs,
-#: calls). ComfyUI caches a node's outputs by id while its inputs stay the same, so a cached
-#: node's values are those of the run that last executed it. Summaries only (no live
-#: objects); trimmed to the most recently recorded ids when a run ends.
-_last_inputs: dict[str, tuple[str, str, dict[str, list[Any]], int]] = {}
+#: Per node id, the captured run (prompt_id) that last recorded the node's inputs in this
+#: process. ComfyUI caches a node's outputs by id while its inputs stay the same, so a cached
+#: node's values are those of that run, read back from its log in the store when needed.
+#: Filled when a run ends (nothing on the hot path); plain strings, trimmed to the most recent.
+_last_run: dict[str, str] = {}
 MAX_REMEMBERED_NODES = 4096
 
 
-def _trim_remembered() -> None:
-    memo = _last_inputs
+def _remember_run(rec: Recorder) -> None:
+    memo, prompt_id, prompt = _last_run, rec.prompt_id, rec.prompt
+    for node_id in rec.started:
+        if node_id in prompt:  # nodes of the prompt only (not expanded ones: no graph to compare)
+            memo.pop(node_id, None)
+            memo[node_id] = prompt_id
     extra = len(memo) - MAX_REMEMBERED_NODES
     if extra > 0:
         for node_id in list(itertools.islice(memo, extra)):
@@ -342,16 +346,16 @@ def _trim_remembered() -> None:
 
 
 class _CarryMemo:
-    """Per cached-nodes message: earlier runs' prompts and graph signatures, computed once."""
+    """Per cached-nodes message: earlier runs (prompt, inputs by node) and graph signatures, read once."""
 
     def __init__(self) -> None:
-        self.prompts: dict[str, dict[str, Any] | None] = {}
+        self.runs: dict[str, tuple[dict[str, Any], dict[str, tuple[str, NodeInputs]]] | None] = {}
         self.signatures: dict[str, dict[str, Any]] = {}
 
-    def prompt(self, prompt_id: str) -> dict[str, Any] | None:
-        if prompt_id not in self.prompts:
-            self.prompts[prompt_id] = _prompt_of(prompt_id)
-        return self.prompts[prompt_id]
+    def run(self, prompt_id: str) -> tuple[dict[str, Any], dict[str, tuple[str, NodeInputs]]] | None:
+        if prompt_id not in self.runs:
+            self.runs[prompt_id] = _recorded_inputs(prompt_id)
+        return self.runs[prompt_id]
 
     def signature(self, key: str, prompt: dict[str, Any], node_id: str) -> Any:
         return graph_signature(prompt, node_id, self.signatures.setdefault(key, {}))
@@ -364,21 +368,37 @@ def _carried_inputs(rec: Recorder, node_id: str, class_type: str, seen: _CarryMe
     graph in that run's prompt (classes and literal inputs, as ComfyUI's cache key has it)
     equals the one in this prompt. A run no longer kept, or any difference, carries nothing.
     """
-    memo = _last_inputs.get(node_id)
-    if memo is None or memo[0] != class_type or memo[1] == rec.prompt_id:
+    then_id = _last_run.get(node_id)
+    if then_id is None or then_id == rec.prompt_id:
         return None
-    then = seen.prompt(memo[1])
-    if then is None or seen.signature(memo[1], then, node_id) != seen.signature("\0this run", rec.prompt, node_id):
+    then = seen.run(then_id)
+    if then is None:
         return None
-    return memo[1], NodeInputs(node_id, 0, memo[2], memo[3])
+    prompt, inputs = then
+    recorded = inputs.get(node_id)
+    if recorded is None or recorded[0] != class_type:
+        return None
+    if seen.signature(then_id, prompt, node_id) != seen.signature("\0this run", rec.prompt, node_id):
+        return None
+    return then_id, recorded[1]
 
 
-def _prompt_of(prompt_id: str) -> dict[str, Any] | None:
+def _recorded_inputs(prompt_id: str) -> tuple[dict[str, Any], dict[str, tuple[str, NodeInputs]]] | None:
+    """A kept run's prompt, and per node it executed: (class_type, its last NodeInputs)."""
     data = STORE.get(prompt_id)
     if data is None:
         return None
-    first = next(iter_log(data), None)
-    return first.prompt if isinstance(first, RunStarted) else None
+    prompt: dict[str, Any] | None = None
+    classes: dict[str, str] = {}
+    inputs: dict[str, tuple[str, NodeInputs]] = {}
+    for event in iter_log(data):
+        if isinstance(event, RunStarted):
+            prompt = event.prompt
+        elif isinstance(event, NodeStarted):
+            classes[event.node_id] = event.class_type
+        elif isinstance(event, NodeInputs) and event.node_id in classes:
+            inputs[event.node_id] = (classes[event.node_id], event)
+    return None if prompt is None else (prompt, inputs)
 
 
 class NodeHook(Hook):
@@ -565,9 +585,11 @@ class CallHook(Hook):
                 if self.node_hook:
                     node_id = current_node.get() or "?"
                 else:
-                    found = _storage_key(rec, obj)
-                    if found is None:  # not a call ComfyUI made for a node of this run
-                        return None
+                    found = rec.object_keys.get(id(obj))  # _storage_key's common case, inline
+                    if found is None or rec.objects.get(found[0]) is not obj:  # type: ignore[union-attr]
+                        found = _storage_key(rec, obj)
+                        if found is None:  # not a call ComfyUI made for a node of this run
+                            return None
                     node_id, class_type = found[1], found[2]
             else:
                 node_id, obj, inputs = got
@@ -624,7 +646,6 @@ class CallHook(Hook):
             # The events' tuple form (see MemoryLog.extend): NodeStarted, NodeInputs.
             events.append(("NodeStarted", node_id, class_type, t0, None, None))
             events.append(("NodeInputs", node_id, t0, values, longest))
-            _last_inputs[node_id] = (class_type, rec.prompt_id, values, longest)
             return rec, node_id, _perf() - t0  # charged with the end's own time, in end()
         except Exception as exc:
             fault("call: inputs", exc)
@@ -1070,7 +1091,7 @@ def reset() -> None:
     STATUS.notes = []
     STATUS.generation = "not installed"
     STATUS.runs_captured = 0
-    _last_inputs.clear()
+    _last_run.clear()
 
 
 def uninstall() -> None:
