@@ -6,10 +6,15 @@ enables capture, installs the executor hooks. Importing it outside ComfyUI does 
 
 from __future__ import annotations
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-from .version import __version__
-
 WEB_DIRECTORY = None
+
+# Imported as a package: by ComfyUI (custom_nodes/<folder>) or installed as runtime_metadata.
+# pytest also imports this file, as a lone module, when the checkout's folder name is not a
+# Python identifier (``git clone`` gives ``comfyui-runtime-metadata``); there is nothing to set up.
+_AS_PACKAGE = bool(__package__)
+if _AS_PACKAGE:
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    from .version import __version__
 
 
 def _install_hooks() -> None:
@@ -29,6 +34,7 @@ def _install_hooks() -> None:
         logging.getLogger("runtime_metadata").warning("[runtime-metadata] status route not registered", exc_info=True)
 
 
-_install_hooks()
+if _AS_PACKAGE:
+    _install_hooks()
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY", "__version__"]
