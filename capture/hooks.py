@@ -181,13 +181,14 @@ class RunHook(Hook):
                 settings.environment,
             )
             rec.secret_nodes, rec.secrets = scrubbed.secret_nodes, scrubbed.secrets
+            executor = args[0] if args else None
             if not self.node_hook:
-                objects = getattr(args[0] if args else None, "object_storage", None)
+                objects = getattr(executor, "object_storage", None)
                 if not isinstance(objects, dict):
                     raise TypeError("PromptExecutor has no object_storage dict: calls cannot be matched to nodes")
                 rec.objects = objects
             token = current_run.set(rec)
-            return rec, token, args[0] if args else None, settings
+            return rec, token, executor, settings
         except Exception as exc:  # capture must never break the run
             fault("run: start", exc)
             return None
@@ -237,7 +238,7 @@ def _run_outcome(executor: Any, exc: BaseException | None) -> tuple[str, str | N
         return "interrupted", None, None
     if event == "execution_error":
         # Modern ComfyUI appends "\n" + tips (empty unless out of memory) to the message.
-        return "error", str(data.get("exception_type")), str(data.get("exception_message")).rstrip()[:2000]
+        return "error", str(data.get("exception_type")), _trimmed(str(data.get("exception_message")))
     if getattr(executor, "success", True) is False:
         return "error", None, None
     return "success", None, None
@@ -289,8 +290,7 @@ class MessageHook(Hook):
                     else:
                         rec.append(NodeCached(nid, class_type, t0, carried[0]))
                         rec.append(NodeInputs(nid, t0, carried[1].inputs, carried[1].calls))
-                        del _last_run[nid]  # re-inserted: most recently used
-                        _last_run[nid] = carried[0]
+                        _remember(nid, carried[0])
                 rec.charge(t0)
         except Exception as exc:
             fault("message: cached nodes", exc)
@@ -318,7 +318,7 @@ def _failed_before_call(rec: Recorder, event: str, data: Any) -> None:
     if event == "execution_interrupted":
         rec.append(NodeFinished(node_id, t0, "interrupted"))
     else:
-        message = str(data.get("exception_message") or "").rstrip()[:2000]
+        message = _trimmed(str(data.get("exception_message") or ""))
         etype = data.get("exception_type")
         rec.append(NodeFinished(node_id, t0, "failed", None if etype is None else str(etype), rec.redact(message) or None))
     rec.started.add(node_id)
@@ -333,12 +333,18 @@ _last_run: dict[str, str] = {}
 MAX_REMEMBERED_NODES = 4096
 
 
+def _remember(node_id: str, prompt_id: str) -> None:
+    """Note the run holding ``node_id``'s inputs, as the most recent entry."""
+    _last_run.pop(node_id, None)
+    _last_run[node_id] = prompt_id
+
+
 def _remember_run(rec: Recorder) -> None:
-    memo, prompt_id, prompt = _last_run, rec.prompt_id, rec.prompt
+    prompt_id, prompt = rec.prompt_id, rec.prompt
     for node_id in rec.started:
         if node_id in prompt:  # nodes of the prompt only (not expanded ones: no graph to compare)
-            memo.pop(node_id, None)
-            memo[node_id] = prompt_id
+            _remember(node_id, prompt_id)
+    memo = _last_run
     extra = len(memo) - MAX_REMEMBERED_NODES
     if extra > 0:
         for node_id in list(itertools.islice(memo, extra)):
@@ -467,7 +473,7 @@ class NodeHook(Hook):
                                 t0,
                                 _failure_status(ex) if isinstance(ex, BaseException) else "failed",
                                 error.get("exception_type") or (type(ex).__name__ if ex else None),
-                                rec.redact(str(message).rstrip()[:2000]) or None,
+                                rec.redact(_trimmed(str(message))) or None,
                             )
                         )
                 elif flag == "SUCCESS" and pending is not None:
@@ -524,8 +530,17 @@ def _own_error(rec: Recorder, node_id: str, error_node: Any) -> bool:
     return str(dyn.get_real_node_id(node_id)) == error_node
 
 
+#: Error texts are kept up to this many characters.
+MAX_ERROR_TEXT = 2000
+
+
 def _cut(exc: BaseException) -> str:
-    return str(exc)[:2000]
+    return str(exc)[:MAX_ERROR_TEXT]
+
+
+def _trimmed(text: str) -> str:
+    """A message from ComfyUI's error data, as recorded (modern ComfyUI appends a newline and tips)."""
+    return text.rstrip()[:MAX_ERROR_TEXT]
 
 
 def _id_order(node_id: str) -> tuple[int, str]:
@@ -585,7 +600,7 @@ class CallHook(Hook):
                 if self.node_hook:
                     node_id = current_node.get() or "?"
                 else:
-                    found = rec.object_keys.get(id(obj))  # _storage_key's common case, inline
+                    found = rec.object_keys.get(id(obj))  # a node seen before in this run
                     if found is None or rec.objects.get(found[0]) is not obj:  # type: ignore[union-attr]
                         found = _storage_key(rec, obj)
                         if found is None:  # not a call ComfyUI made for a node of this run
@@ -658,7 +673,7 @@ class CallHook(Hook):
             if exc is not None:
                 rec.append(NodeFinished(node_id, t0, _failure_status(exc), type(exc).__name__, rec.redact(_cut(exc))))
             elif type(result) is not tuple or len(result) < 4 or not (result[3] or result[2]):
-                events = rec.events
+                events = rec.events  # Recorder.append, inline (the hot path)
                 events.append(("NodeFinished", node_id, t0, "executed", None, None))
                 if len(events) >= BATCH_EVENTS:
                     rec.flush()
@@ -682,20 +697,18 @@ class CallHook(Hook):
 
 
 def _storage_key(rec: Recorder, obj: Any) -> tuple[Any, str, str] | None:
-    """March 2024: (storage key, node id, class_type) of the node object ``obj``.
+    """March 2024: (storage key, node id, class_type) of a node object not in ``rec.object_keys``.
 
+    The call hook looks ``id(obj)`` up in ``rec.object_keys`` first and checks the answer
+    against the storage (an ``id`` can be reused once its object is gone); this is the miss.
     ComfyUI keeps one object per (node id, class_type) in its object storage and creates it
     just before its call, so a new object is the storage's last entry; objects kept from
-    earlier runs are indexed by ``id()`` once per run. Every answer is checked against the
-    storage itself (an ``id`` can be reused once its object is gone).
+    earlier runs are indexed all at once.
     """
     storage = rec.objects
     if not storage:
         return None
     keys = rec.object_keys
-    found = keys.get(id(obj))
-    if found is not None and storage.get(found[0]) is obj:
-        return found
     key, last = next(reversed(storage.items()))
     if last is not obj:
         keys.clear()

@@ -106,18 +106,17 @@ class MemoryLog:
             payload = self._encoder.encode(events)
         except (OverflowError, UnicodeEncodeError):
             payload = self._encoder.encode([encodable(e) for e in events])
-        buf = self._buf
-        buf += _FRAME.pack(len(payload), zlib.crc32(payload))
-        buf += payload
-        self.count += len(events)
+        self._add_frame(payload, len(events))
 
     def append_encoded(self, payload: bytes) -> None:
         """Add one event already encoded (msgpack of the event) as a frame of its own."""
-        frame = _ONE + payload  # a batch of one: the array header, then the event
+        self._add_frame(_ONE + payload, 1)  # a batch of one: the array header, then the event
+
+    def _add_frame(self, payload: bytes, events: int) -> None:
         buf = self._buf
-        buf += _FRAME.pack(len(frame), zlib.crc32(frame))
-        buf += frame
-        self.count += 1
+        buf += _FRAME.pack(len(payload), zlib.crc32(payload))
+        buf += payload
+        self.count += events
 
     def to_bytes(self) -> bytes:
         """The whole log as it would be stored on disk."""
@@ -156,12 +155,14 @@ class FileLog:
     def extend(self, events: Sequence[Any]) -> None:
         """Add ``events`` as one frame; write the pending frames once enough have gathered."""
         self._memory.extend(events)
-        if len(self._memory) - self._written >= self.FLUSH_BYTES:
-            self.flush()
+        self._flush_when_due()
 
     def append_encoded(self, payload: bytes) -> None:
         """Add one event already encoded as a frame of its own (see ``MemoryLog``)."""
         self._memory.append_encoded(payload)
+        self._flush_when_due()
+
+    def _flush_when_due(self) -> None:
         if len(self._memory) - self._written >= self.FLUSH_BYTES:
             self.flush()
 

@@ -8,19 +8,12 @@ the same machine state. Every run changes the first node's value, so no node is 
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
-N_NODES = 200
+from overhead import N_NODES, chain, report  # bench/comfyui/overhead.py (this folder is on sys.path)
+
 ROUNDS = 60
-
-
-def chain(start: int) -> dict[str, Any]:
-    prompt: dict[str, Any] = {"0": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": start, "b": 1, "op": "add"}}}
-    for i in range(1, N_NODES):
-        prompt[str(i)] = {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": [str(i - 1), 0], "b": 1, "op": "add"}}
-    return prompt
 
 
 def test_chain_of_200_int_nodes_capture_on_vs_off(benchmark, comfy, monkeypatch) -> None:
@@ -53,22 +46,7 @@ def test_chain_of_200_int_nodes_capture_on_vs_off(benchmark, comfy, monkeypatch)
     benchmark.pedantic(on_round, setup=off_round, rounds=ROUNDS, iterations=1)
     capture.hooks.reset()
 
-    on_median = benchmark.stats.stats.median
-    off_median = statistics.median(off_ns) / 1e9
-    added = on_median - off_median
-    benchmark.extra_info.update(
-        nodes=N_NODES,
-        off_median_ms=round(off_median * 1e3, 3),
-        on_median_ms=round(on_median * 1e3, 3),
-        ratio_on_to_off=round(on_median / off_median, 4),
-        added_us_per_node=round(added / N_NODES * 1e6, 3),
-        comfyui_us_per_node=round(off_median / N_NODES * 1e6, 2),
-    )
-    print(
-        f"\n{N_NODES}-node chain: off {off_median * 1e3:.2f} ms, on {on_median * 1e3:.2f} ms "
-        f"(x{on_median / off_median:.3f}); capture adds {added / N_NODES * 1e6:.2f} us/node, "
-        f"ComfyUI spends {off_median / N_NODES * 1e6:.1f} us/node"
-    )
+    report(benchmark, off_ns, "")
     # The run with capture really was captured (the benchmark measured what it claims).
     from runtime_metadata.events.log import read_log
 

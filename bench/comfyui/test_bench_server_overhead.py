@@ -14,25 +14,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from overhead import chain, report  # bench/comfyui/overhead.py (this folder is on sys.path)
 
-N_NODES = 200
 ROUNDS = 40
+SINK = "BenchIntSink"
 BENCHPACK = Path(__file__).resolve().parent / "benchpack"
-
-
-def chain(start: int) -> dict[str, Any]:
-    prompt: dict[str, Any] = {"0": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": start, "b": 1, "op": "add"}}}
-    for i in range(1, N_NODES):
-        prompt[str(i)] = {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": [str(i - 1), 0], "b": 1, "op": "add"}}
-    prompt["sink"] = {"class_type": "BenchIntSink", "inputs": {"value": [str(N_NODES - 1), 0]}}
-    return prompt
 
 
 class Client:
@@ -108,16 +100,16 @@ def test_chain_of_200_int_nodes_through_the_server_capture_on_vs_off(benchmark, 
 
     def switch(enabled: bool) -> None:
         config.write_text(json.dumps({"runtime_hooks": {"enabled": enabled}}))
-        client.run(chain(next(counter)))  # untimed: the plugin (un)installs during this one
+        client.run(chain(next(counter), SINK))  # untimed: the plugin (un)installs during this one
 
     def off_round() -> tuple[tuple[Any, ...], dict[str, Any]]:
         switch(False)
-        off_ns.append(client.run(chain(next(counter)))[0])
+        off_ns.append(client.run(chain(next(counter), SINK))[0])
         switch(True)
         return (), {}
 
     def on_round() -> None:
-        on_ids.append(client.run(chain(next(counter)))[1])
+        on_ids.append(client.run(chain(next(counter), SINK))[1])
 
     try:
         for _ in range(3):  # warm both paths
@@ -129,22 +121,7 @@ def test_chain_of_200_int_nodes_through_the_server_capture_on_vs_off(benchmark, 
     finally:
         client.close()
 
-    on_median = benchmark.stats.stats.median
-    off_median = statistics.median(off_ns) / 1e9
-    added = on_median - off_median
-    benchmark.extra_info.update(
-        nodes=N_NODES,
-        off_median_ms=round(off_median * 1e3, 3),
-        on_median_ms=round(on_median * 1e3, 3),
-        ratio_on_to_off=round(on_median / off_median, 4),
-        added_us_per_node=round(added / N_NODES * 1e6, 3),
-        comfyui_us_per_node=round(off_median / N_NODES * 1e6, 2),
-    )
-    print(
-        f"\nserver, {N_NODES}-node chain: off {off_median * 1e3:.2f} ms, on {on_median * 1e3:.2f} ms "
-        f"(x{on_median / off_median:.3f}); capture adds {added / N_NODES * 1e6:.2f} us/node, "
-        f"ComfyUI spends {off_median / N_NODES * 1e6:.1f} us/node"
-    )
+    report(benchmark, off_ns, "server, ")
     # The "on" rounds really were captured, and the last "off" switch really un-wrapped.
     assert status["capture"]["active"] is True and status["capture"]["disabled_reason"] is None
     assert on_ids[-1] in status["runs_kept"]
