@@ -187,6 +187,7 @@ class RunHook(Hook):
                 if not isinstance(objects, dict):
                     raise TypeError("PromptExecutor has no object_storage dict: calls cannot be matched to nodes")
                 rec.objects = objects
+                rec.object_keys = _object_index  # kept across runs: ComfyUI reuses node objects
             token = current_run.set(rec)
             return rec, token, executor, settings
         except Exception as exc:  # capture must never break the run
@@ -331,6 +332,10 @@ def _failed_before_call(rec: Recorder, event: str, data: Any) -> None:
 #: Filled when a run ends (nothing on the hot path); plain strings, trimmed to the most recent.
 _last_run: dict[str, str] = {}
 MAX_REMEMBERED_NODES = 4096
+
+#: March 2024: id(node object) -> (storage key, node id, class_type) for ComfyUI's object
+#: storage; every hit is checked against the storage itself (see ``_storage_key``).
+_object_index: dict[int, tuple[Any, str, str]] = {}
 
 
 def _remember(node_id: str, prompt_id: str) -> None:
@@ -701,6 +706,8 @@ def _storage_key(rec: Recorder, obj: Any) -> tuple[Any, str, str] | None:
 
     The call hook looks ``id(obj)`` up in ``rec.object_keys`` first and checks the answer
     against the storage (an ``id`` can be reused once its object is gone); this is the miss.
+    That index (``_object_index``) outlives the run, as ComfyUI's storage does: a prompt run
+    again finds its node objects at once instead of indexing the storage anew.
     ComfyUI keeps one object per (node id, class_type) in its object storage and creates it
     just before its call, so a new object is the storage's last entry; objects kept from
     earlier runs are indexed all at once.
@@ -710,7 +717,7 @@ def _storage_key(rec: Recorder, obj: Any) -> tuple[Any, str, str] | None:
         return None
     keys = rec.object_keys
     key, last = next(reversed(storage.items()))
-    if last is not obj:
+    if last is not obj or len(keys) > 2 * len(storage) + 64:  # unknown, or too many dead ids
         keys.clear()
         for key, value in storage.items():
             keys[id(value)] = _key_entry(key)
@@ -1105,6 +1112,7 @@ def reset() -> None:
     STATUS.generation = "not installed"
     STATUS.runs_captured = 0
     _last_run.clear()
+    _object_index.clear()
 
 
 def uninstall() -> None:

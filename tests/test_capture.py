@@ -242,6 +242,25 @@ def test_calls_are_matched_to_nodes_through_objects_kept_from_earlier_runs(execu
     assert [e.inputs for e in events if isinstance(e, NodeInputs)][:2] == [{"value": [16]}, {"a": [16], "b": [48]}]
 
 
+def test_the_object_index_kept_across_runs_is_checked_against_the_storage(execution):
+    """An index entry that names another node (an id reused by a new object) is not believed."""
+    executor = run(execution, CHAIN, "first")
+    keys = list(executor.object_storage)
+    objects = [executor.object_storage[k] for k in keys]
+    # Every object's id now names the previous node: what reused ids would look like.
+    for obj, wrong in zip(objects, keys[-1:] + keys[:-1]):
+        hooks._object_index[id(obj)] = (wrong, str(wrong[0]), str(wrong[1]))
+    executor.outputs.clear()
+    run(execution, CHAIN, "second", executor=executor)
+    events = events_of("second")
+    assert [(e.node_id, e.class_type) for e in events if isinstance(e, NodeStarted)] == [
+        ("1", "IntConst"),
+        ("2", "Add"),
+        ("3", "MakeImage"),
+        ("4", "Sink"),
+    ]
+
+
 def test_a_get_output_data_call_for_no_node_of_the_run_records_nothing(execution):
     """Another pack calling get_output_data itself: no node to attribute it to, so no event."""
     executor = execution.PromptExecutor()
@@ -295,6 +314,7 @@ def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_of
         monkeypatch.setattr(hooks, "NodeCached", boom)
     elif point == "node lookup":  # finding which node a call belongs to (object storage)
         monkeypatch.setattr(hooks, "_storage_key", boom)
+        hooks._object_index.clear()  # the objects of the warm run are not known: a lookup it is
     else:
         monkeypatch.setattr(hooks, "summarize_inputs", boom)
     prompt2 = {**CHAIN, "3": {"class_type": "MakeImage", "inputs": {"width": ["2", 0], "seed": 99}}}
