@@ -1,8 +1,12 @@
-"""What the whole-run benchmarks share: the worst-case graph and the on/off report."""
+"""What the whole-run benchmarks share: the worst-case graph, a websocket client, the on/off report."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import statistics
+import time
+import uuid
 from typing import Any
 
 #: A chain of this many trivial integer nodes: ComfyUI's cheapest nodes, capture's worst case.
@@ -40,3 +44,52 @@ def report(benchmark: Any, off_ns: list[int], label: str) -> None:
         f"(x{on_median / off_median:.3f}); capture adds {added / N_NODES * 1e6:.2f} us/node, "
         f"ComfyUI spends {off_median / N_NODES * 1e6:.1f} us/node"
     )
+
+
+class Client:
+    """POST /prompt and wait for ComfyUI's "done" message on its websocket (aiohttp, in ComfyUI's venv)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client_id = uuid.uuid4().hex
+        self.loop = asyncio.new_event_loop()
+        self.session: Any = None
+        self.ws: Any = None
+
+    async def _open(self) -> None:
+        import aiohttp
+
+        self.session = aiohttp.ClientSession()
+        ws_url = self.url.replace("http://", "ws://") + f"/ws?clientId={self.client_id}"
+        self.ws = await self.session.ws_connect(ws_url)
+
+    async def _run(self, prompt: dict[str, Any], timeout: float) -> tuple[int, str]:
+        t0 = time.perf_counter_ns()
+        body = {"prompt": prompt, "client_id": self.client_id}
+        async with self.session.post(self.url + "/prompt", json=body) as response:
+            answer = await response.json()
+        prompt_id = answer["prompt_id"]
+        while True:
+            message = await self.ws.receive(timeout=timeout)
+            if message.type != 1:  # aiohttp.WSMsgType.TEXT; binary previews are not expected
+                continue
+            data = json.loads(message.data)
+            if data.get("type") == "executing" and data["data"].get("node") is None and data["data"].get("prompt_id") == prompt_id:
+                return time.perf_counter_ns() - t0, prompt_id
+            if data.get("type") == "execution_error":
+                raise AssertionError(f"the chain failed: {data}")
+
+    def open(self) -> None:
+        self.loop.run_until_complete(self._open())
+
+    def run(self, prompt: dict[str, Any], timeout: float = 120) -> tuple[int, str]:
+        """(nanoseconds from POST to done, prompt_id); ``timeout``: longest silence, seconds."""
+        return self.loop.run_until_complete(self._run(prompt, timeout))
+
+    def close(self) -> None:
+        async def _close() -> None:
+            await self.ws.close()
+            await self.session.close()
+
+        self.loop.run_until_complete(_close())
+        self.loop.close()

@@ -11,68 +11,17 @@ run untimed, so "off" rounds run ComfyUI's own unwrapped functions.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from overhead import chain, report  # bench/comfyui/overhead.py (this folder is on sys.path)
+from overhead import Client, chain, report  # bench/comfyui/overhead.py (this folder is on sys.path)
 
-ROUNDS = 40
+ROUNDS = 150
 SINK = "BenchIntSink"
 BENCHPACK = Path(__file__).resolve().parent / "benchpack"
-
-
-class Client:
-    """POST /prompt and wait for ComfyUI's "done" message on its websocket (aiohttp, in ComfyUI's venv)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.client_id = uuid.uuid4().hex
-        self.loop = asyncio.new_event_loop()
-        self.session: Any = None
-        self.ws: Any = None
-
-    async def _open(self) -> None:
-        import aiohttp
-
-        self.session = aiohttp.ClientSession()
-        ws_url = self.url.replace("http://", "ws://") + f"/ws?clientId={self.client_id}"
-        self.ws = await self.session.ws_connect(ws_url)
-
-    async def _run(self, prompt: dict[str, Any]) -> tuple[int, str]:
-        t0 = time.perf_counter_ns()
-        body = {"prompt": prompt, "client_id": self.client_id}
-        async with self.session.post(self.url + "/prompt", json=body) as response:
-            answer = await response.json()
-        prompt_id = answer["prompt_id"]
-        while True:
-            message = await self.ws.receive(timeout=120)
-            if message.type != 1:  # aiohttp.WSMsgType.TEXT; binary previews are not expected
-                continue
-            data = json.loads(message.data)
-            if data.get("type") == "executing" and data["data"].get("node") is None and data["data"].get("prompt_id") == prompt_id:
-                return time.perf_counter_ns() - t0, prompt_id
-            if data.get("type") == "execution_error":
-                raise AssertionError(f"the chain failed: {data}")
-
-    def open(self) -> None:
-        self.loop.run_until_complete(self._open())
-
-    def run(self, prompt: dict[str, Any]) -> tuple[int, str]:
-        return self.loop.run_until_complete(self._run(prompt))
-
-    def close(self) -> None:
-        async def _close() -> None:
-            await self.ws.close()
-            await self.session.close()
-
-        self.loop.run_until_complete(_close())
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
