@@ -56,7 +56,7 @@ from typing import Any
 
 from ..events.log import iter_log
 from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, RunStarted
-from .recorder import BATCH_EVENTS, Recorder, RunStore, current_node, current_run, graph_signature
+from .recorder import BATCH_EVENTS, Recorder, RunStore, _report_once, current_node, current_run, graph_signature
 from .summary import MAX_STRING, REDACTED, is_secret_name, redact_strings, scrub_secrets, summarize_inputs
 
 log = logging.getLogger("runtime_metadata")
@@ -164,13 +164,22 @@ class RunHook(Hook):
                 log.info("[runtime-metadata] capture is off in the configuration: executor functions restored")
                 return None
             ix = self.index
-            prompt = _arg(args, kwargs, ix["prompt"], "prompt", {})
-            prompt_id = str(_arg(args, kwargs, ix["prompt_id"], "prompt_id", ""))
+            prompt = _arg(args, kwargs, ix["prompt"], "prompt")
+            prompt_id = _arg(args, kwargs, ix["prompt_id"], "prompt_id")
+            if not isinstance(prompt, dict) or not isinstance(prompt_id, (str, int)):
+                # Only possible where ComfyUI's argument order was assumed (see wrap_points):
+                # this run is left alone rather than recorded under a wrong name.
+                _report_once(
+                    f"PromptExecutor.execute was called with ({type(prompt).__name__}, "
+                    f"{type(prompt_id).__name__}) where (prompt, prompt_id) was expected: run not captured"
+                )
+                return None
+            prompt_id = str(prompt_id)
             extra = _arg(args, kwargs, ix.get("extra_data", 99), "extra_data", None) or {}
             pnginfo = extra.get("extra_pnginfo") if isinstance(extra, dict) else None
             workflow = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
             # Credentials typed into widgets stay out of the log (and so out of every image).
-            scrubbed = scrub_secrets(prompt if isinstance(prompt, dict) else {}, workflow)
+            scrubbed = scrub_secrets(prompt, workflow)
             rec = Recorder(
                 prompt_id,
                 scrubbed.prompt,
@@ -1027,8 +1036,35 @@ def needs_node_hook(execution: Any) -> bool:
     return "object_storage" not in node_params or "unique_id" in call_params
 
 
-def wrap_points(execution: Any) -> tuple[list[WrapPoint], list[str]]:
-    """The wrap points this ``execution`` module offers, and those it lacks (with why)."""
+#: ComfyUI's own argument order at a wrap point, which its callers pass positionally
+#: (``e.execute(prompt, prompt_id, extra_data, outputs)``, ``get_output_data(obj, inputs)``...).
+#: Used when another pack has replaced the function by a ``(*args, **kwargs)`` wrapper whose
+#: signature names nothing; the run hook checks the values it reads at every run.
+_COMFY_ORDER = {
+    "run": ("self", "prompt", "prompt_id", "extra_data", "execute_outputs"),
+    "message": ("self", "event", "data", "broadcast"),
+    "call 2024": ("obj", "input_data_all"),
+    "call": ("prompt_id", "unique_id", "obj", "input_data_all"),
+}
+
+
+def _passes_everything_on(func: Any) -> bool:
+    """True for a ``(*args, **kwargs)``-style wrapper: no parameter names what it receives."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    kinds = {p.kind for p in params if p.name != "self"}
+    named = {inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD}
+    return inspect.Parameter.VAR_POSITIONAL in kinds and not kinds & named
+
+
+def wrap_points(execution: Any, notes: list[str] | None = None) -> tuple[list[WrapPoint], list[str]]:
+    """The wrap points this ``execution`` module offers, and those it lacks (with why).
+
+    ``notes`` receives a line per wrap point found behind another pack's ``(*args, **kwargs)``
+    wrapper, where ComfyUI's own argument order (``_COMFY_ORDER``) is assumed.
+    """
     points: list[WrapPoint] = []
     skipped: list[str] = []
     executor = getattr(execution, "PromptExecutor", None)
@@ -1056,6 +1092,15 @@ def wrap_points(execution: Any) -> tuple[list[WrapPoint], list[str]]:
             skipped.append(f"{name}: signature of {attr} unreadable")
             continue
         missing = [p for p in needs if p not in params]
+        order = (node_attr == "recursive_execute" and _COMFY_ORDER.get(f"{name} 2024")) or _COMFY_ORDER.get(name, ())
+        if missing and order and _passes_everything_on(func):
+            params = list(order)
+            missing = []
+            if notes is not None:
+                notes.append(
+                    f"{name}: {attr} is another pack's {attr}(*args, **kwargs) wrapper; "
+                    f"ComfyUI's argument order {order} assumed and checked at each run"
+                )
         if missing:
             skipped.append(f"{name}: {attr}{tuple(params)} lacks {', '.join(missing)}")
             continue
@@ -1080,7 +1125,8 @@ def install(execution: Any, comfyui_version: str = "") -> CaptureStatus:
     if _installed:
         STATUS.active = STATUS.disabled_reason is None
         return STATUS
-    points, skipped = wrap_points(execution)
+    assumed: list[str] = []
+    points, skipped = wrap_points(execution, assumed)
     STATUS.skipped = skipped
     STATUS.generation = f"ComfyUI {comfyui_version or 'unknown version'}, executor {describe_generation(execution)}"
     if not any(p.name == "run" for p in points):
@@ -1088,7 +1134,7 @@ def install(execution: Any, comfyui_version: str = "") -> CaptureStatus:
         log.warning("[runtime-metadata] capture not installed: %s", "; ".join(STATUS.skipped))
         return STATUS
     node_hook = needs_node_hook(execution)
-    STATUS.notes = [] if node_hook else [NO_NODE_HOOK_NOTE]
+    STATUS.notes = ([] if node_hook else [NO_NODE_HOOK_NOTE]) + assumed
     for point in points:
         current = getattr(point.owner, point.attr)
         if is_ours(current):

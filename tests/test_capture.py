@@ -6,6 +6,7 @@ same behaviours are checked against a real ComfyUI server in ``tests/integration
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib.util
 import logging
@@ -370,6 +371,79 @@ def test_another_pack_wrapping_the_same_functions_keeps_working(monkeypatch, ord
         run(module, CHAIN, "p3", executor=None)
         assert hooks.STORE.get("p3") is None  # ours is gone or pass-through
         assert theirs.count("get_output_data") == 12  # theirs still runs
+    finally:
+        hooks.reset()
+
+
+def varargs_wrapper(func, calls):
+    """Another pack's wrapper that names none of its arguments and hides what it wraps."""
+
+    def wrapper(*args, **kwargs):
+        calls.append(func.__name__)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def partialmethod_wrapper(func, calls):
+    """Another pack's ``functools.partialmethod`` wrapper (self, *args, original, **kwargs)."""
+
+    def execute(self, *args, __original_function, **kwargs):
+        calls.append(func.__name__)
+        return __original_function(self, *args, **kwargs)
+
+    return functools.partialmethod(execute, __original_function=func)
+
+
+@pytest.mark.parametrize("style", [varargs_wrapper, partialmethod_wrapper])
+def test_a_pack_wrapping_with_args_and_kwargs_only_does_not_stop_capture(monkeypatch, style):
+    """Such a signature names nothing; ComfyUI's own argument order is assumed (and said)."""
+    monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
+    hooks.reset()
+    module = load_executor()
+    theirs: list[str] = []
+    module.PromptExecutor.execute = style(module.PromptExecutor.execute, theirs)
+    module.get_output_data = varargs_wrapper(module.get_output_data, theirs)
+    try:
+        hooks.install(module, "test")
+        assert hooks.STATUS.skipped == []
+        assert [i.split(":")[0] for i in hooks.STATUS.installed] == ["run", "message", "call"]
+        assumed = [n for n in hooks.STATUS.notes if "argument order" in n]
+        assert [n.split(":")[0] for n in assumed] == ["run", "call"]
+        run(module, CHAIN)
+        assert theirs.count("execute") == 1 and theirs.count("get_output_data") == 4
+        events = events_of("p1")
+        assert [(e.node_id, e.class_type) for e in events if isinstance(e, NodeStarted)] == [
+            ("1", "IntConst"),
+            ("2", "Add"),
+            ("3", "MakeImage"),
+            ("4", "Sink"),
+        ]
+        assert [e.inputs for e in events if isinstance(e, NodeInputs)][:2] == [{"value": [16]}, {"a": [16], "b": [48]}]
+    finally:
+        hooks.reset()
+
+
+def test_a_run_whose_arguments_are_not_a_prompt_is_left_alone(monkeypatch, caplog):
+    """Where the order was assumed, a call that does not fit it is not recorded (and said once)."""
+    monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
+    hooks.reset()
+    module = load_executor()
+    original = module.PromptExecutor.execute
+
+    def by_keywords_elsewhere(self, *args, **kwargs):  # a caller's own calling convention
+        prompt, prompt_id = kwargs.pop("graph"), kwargs.pop("name")
+        return original(self, prompt, prompt_id, *args, **kwargs)
+
+    module.PromptExecutor.execute = by_keywords_elsewhere
+    try:
+        hooks.install(module, "test")
+        executor = module.PromptExecutor()
+        with caplog.at_level(logging.WARNING, logger="runtime_metadata"):
+            executor.execute(graph=CHAIN, name="kw", extra_data={}, execute_outputs=["4"])
+        assert executor.success is True
+        assert hooks.STORE.get("kw") is None and hooks.STATUS.disabled_reason is None
+        assert any("run not captured" in r.getMessage() for r in caplog.records)
     finally:
         hooks.reset()
 

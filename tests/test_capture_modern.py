@@ -337,6 +337,36 @@ def test_the_install_finds_all_four_wrap_points_of_the_modern_executor(execution
     assert asyncio.iscoroutinefunction(execution.get_output_data)
 
 
+def test_a_pack_wrapping_with_args_and_kwargs_only_does_not_stop_capture(env, variant):
+    """Modern generation: ComfyUI's order (prompt_id, unique_id, obj, inputs) is assumed and said."""
+    module = load_modern(variant)
+    original_run, original_call = module.PromptExecutor.execute, module.get_output_data
+    theirs: list[str] = []
+
+    def execute(*args, **kwargs):
+        theirs.append("execute")
+        return original_run(*args, **kwargs)
+
+    async def get_output_data(*args, **kwargs):
+        theirs.append("get_output_data")
+        return await original_call(*args, **kwargs)
+
+    module.PromptExecutor.execute, module.get_output_data = execute, get_output_data
+    hooks.install(module, "test")
+    assert hooks.STATUS.skipped == []
+    assert [n.split(":")[0] for n in hooks.STATUS.notes if "argument order" in n] == ["run", "call"]
+    run(module, CHAIN)
+    assert theirs.count("execute") == 1 and theirs.count("get_output_data") == 4
+    events = events_of("p1")
+    assert [(e.node_id, e.class_type) for e in of(events, NodeStarted)] == [
+        ("1", "IntConst"),
+        ("2", "Add"),
+        ("3", "MakeImage"),
+        ("4", "Sink"),
+    ]
+    assert of(events, NodeInputs, "2")[0].inputs == {"a": [16], "b": [48]}
+
+
 # --------------------------------------------------------------------------- what is recorded
 
 
