@@ -622,6 +622,8 @@ class CallHook(Hook):
                     node_id, class_type = found[1], found[2]
             else:
                 node_id, obj, inputs = got
+                if type(inputs) is not dict and inputs is not None:  # not ComfyUI's call
+                    return None
                 if type(node_id) is not str:
                     node_id = str(node_id)
             if inputs is None:
@@ -1099,7 +1101,8 @@ def wrap_points(execution: Any, notes: list[str] | None = None) -> tuple[list[Wr
             if notes is not None:
                 notes.append(
                     f"{name}: {attr} is another pack's {attr}(*args, **kwargs) wrapper; "
-                    f"ComfyUI's argument order {order} assumed and checked at each run"
+                    f"ComfyUI's argument order {order} assumed and checked at each "
+                    f"{'run' if name == 'run' else 'call'}"
                 )
         if missing:
             skipped.append(f"{name}: {attr}{tuple(params)} lacks {', '.join(missing)}")
