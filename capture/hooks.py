@@ -166,9 +166,9 @@ class RunHook(Hook):
             ix = self.index
             prompt = _arg(args, kwargs, ix["prompt"], "prompt")
             prompt_id = _arg(args, kwargs, ix["prompt_id"], "prompt_id")
-            if not isinstance(prompt, dict) or not isinstance(prompt_id, (str, int)):
-                # Only possible where ComfyUI's argument order was assumed (see wrap_points):
-                # this run is left alone rather than recorded under a wrong name.
+            if not isinstance(prompt, dict) or prompt_id is None or isinstance(prompt_id, (dict, list, tuple)):
+                # Not a prompt as ComfyUI passes one (e.g. where its argument order was only
+                # assumed, see wrap_points): left alone rather than recorded under a wrong name.
                 _report_once(
                     f"PromptExecutor.execute was called with ({type(prompt).__name__}, "
                     f"{type(prompt_id).__name__}) where (prompt, prompt_id) was expected: run not captured"
@@ -288,8 +288,10 @@ class MessageHook(Hook):
             if event in _FAILURE_EVENTS and not self.node_hook:
                 _failed_before_call(rec, event, _arg(args, kwargs, self.index["data"], "data", {}))
             elif event == "execution_cached":
-                t0 = _perf()
                 data = _arg(args, kwargs, self.index["data"], "data", {}) or {}
+                if not isinstance(data, dict):  # not ComfyUI's message
+                    return None
+                t0 = _perf()
                 # ComfyUI lists them from a set; sort so that logs of equal runs are equal.
                 seen = _CarryMemo()
                 for nid in sorted((str(n) for n in data.get("nodes") or ()), key=_id_order):
@@ -622,7 +624,7 @@ class CallHook(Hook):
                     node_id, class_type = found[1], found[2]
             else:
                 node_id, obj, inputs = got
-                if type(inputs) is not dict and inputs is not None:  # not ComfyUI's call
+                if type(inputs) is not dict:  # not ComfyUI's call (or not in ComfyUI's order)
                     return None
                 if type(node_id) is not str:
                     node_id = str(node_id)
@@ -729,10 +731,10 @@ def _storage_key(rec: Recorder, obj: Any) -> tuple[Any, str, str] | None:
     keys = rec.object_keys
     key, last = next(reversed(storage.items()))
     if last is not obj or len(keys) > 2 * len(storage) + 64:  # unknown, or too many dead ids
-        keys.clear()
-        for key, value in storage.items():
-            keys[id(value)] = _key_entry(key)
-        found = keys.get(id(obj))
+        index = {id(value): _key_entry(key) for key, value in storage.items()}
+        keys.clear()  # (the index is shared: answer from the local copy, not from ``keys``)
+        keys.update(index)
+        found = index.get(id(obj))
         if found is None or storage.get(found[0]) is not obj:
             return None
         return found
@@ -1035,7 +1037,10 @@ def needs_node_hook(execution: Any) -> bool:
     node_params, call_params = _params(node), _params(call)
     if node_params is None or call_params is None:
         return True
-    return "object_storage" not in node_params or "unique_id" in call_params
+    # Another pack's (*args, **kwargs) wrapper around recursive_execute hides its parameters,
+    # but this path needs nothing from them: the run hook checks the executor's storage.
+    keeps_objects = "object_storage" in node_params or _passes_everything_on(node)
+    return not keeps_objects or "unique_id" in call_params
 
 
 #: ComfyUI's own argument order at a wrap point, which its callers pass positionally
@@ -1045,9 +1050,26 @@ def needs_node_hook(execution: Any) -> bool:
 _COMFY_ORDER = {
     "run": ("self", "prompt", "prompt_id", "extra_data", "execute_outputs"),
     "message": ("self", "event", "data", "broadcast"),
-    "call 2024": ("obj", "input_data_all"),
-    "call": ("prompt_id", "unique_id", "obj", "input_data_all"),
 }
+#: ``get_output_data``'s order by generation: ``(obj, input_data_all, ...)`` until the async
+#: executor (2024, and the sync ``execute`` of Aug 2024 - Jul 2025), then the node's ids first.
+_CALL_ORDER_SYNC = ("obj", "input_data_all")
+_CALL_ORDER_ASYNC = ("prompt_id", "unique_id", "obj", "input_data_all")
+
+
+def _assumed_order(execution: Any, name: str) -> tuple[str, ...]:
+    """ComfyUI's argument order at wrap point ``name``; () where the generation is not certain."""
+    if name != "call":
+        return _COMFY_ORDER.get(name, ())
+    node = getattr(execution, "execute", None)
+    if callable(getattr(execution, "recursive_execute", None)):
+        return _CALL_ORDER_SYNC
+    if inspect.iscoroutinefunction(node):
+        return _CALL_ORDER_ASYNC
+    params = _params(node) if callable(node) else None
+    if params is not None and "current_item" in params:  # the sync executor, named as ComfyUI's
+        return _CALL_ORDER_SYNC
+    return ()
 
 
 def _passes_everything_on(func: Any) -> bool:
@@ -1082,7 +1104,8 @@ def wrap_points(execution: Any, notes: list[str] | None = None) -> tuple[list[Wr
         ("node", execution, node_attr, ("current_item",), NodeHook),
         ("call", execution, "get_output_data", ("obj", "input_data_all"), CallHook),
     ]
-    if not needs_node_hook(execution):
+    needs_node = needs_node_hook(execution)
+    if not needs_node:
         candidates = [c for c in candidates if c[0] != "node"]
     for name, owner, attr, needs, hook in candidates:
         func = getattr(owner, attr, None) if owner is not None else None
@@ -1094,8 +1117,8 @@ def wrap_points(execution: Any, notes: list[str] | None = None) -> tuple[list[Wr
             skipped.append(f"{name}: signature of {attr} unreadable")
             continue
         missing = [p for p in needs if p not in params]
-        order = (node_attr == "recursive_execute" and _COMFY_ORDER.get(f"{name} 2024")) or _COMFY_ORDER.get(name, ())
-        if missing and order and _passes_everything_on(func):
+        order = _assumed_order(execution, name) if missing else ()
+        if order and _passes_everything_on(func):
             params = list(order)
             missing = []
             if notes is not None:
@@ -1104,6 +1127,11 @@ def wrap_points(execution: Any, notes: list[str] | None = None) -> tuple[list[Wr
                     f"ComfyUI's argument order {order} assumed and checked at each "
                     f"{'run' if name == 'run' else 'call'}"
                 )
+        if name == "call" and needs_node and "unique_id" not in params and "node" not in [p.name for p in points]:
+            # Only the node hook could say which node a call is for: record nothing rather
+            # than calls without their node.
+            skipped.append(f"call: {attr} carries no node id and the node hook is not installed")
+            continue
         if missing:
             skipped.append(f"{name}: {attr}{tuple(params)} lacks {', '.join(missing)}")
             continue

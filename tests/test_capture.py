@@ -14,6 +14,7 @@ import tracemalloc
 import weakref
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -422,6 +423,74 @@ def test_a_pack_wrapping_with_args_and_kwargs_only_does_not_stop_capture(monkeyp
         assert [e.inputs for e in events if isinstance(e, NodeInputs)][:2] == [{"value": [16]}, {"a": [16], "b": [48]}]
     finally:
         hooks.reset()
+
+
+def test_a_pack_wrapping_recursive_execute_with_args_and_kwargs_keeps_node_ids(monkeypatch):
+    """March 2024 needs nothing from recursive_execute's parameters: ids come from the storage."""
+    monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
+    hooks.reset()
+    module = load_executor()
+    theirs: list[str] = []
+    module.recursive_execute = varargs_wrapper(module.recursive_execute, theirs)
+    try:
+        hooks.install(module, "test")
+        assert hooks.STATUS.skipped == []
+        assert [i.split(":")[0] for i in hooks.STATUS.installed] == ["run", "message", "call"]
+        run(module, CHAIN)
+        assert theirs.count("recursive_execute") == 4
+        assert [e.node_id for e in events_of("p1") if isinstance(e, NodeStarted)] == ["1", "2", "3", "4"]
+    finally:
+        hooks.reset()
+
+
+def _sync_generation(execute: Any) -> ModuleType:
+    """The execution module of Aug 2024 - Jul 2025 as far as wrap points go: ComfyUI's signatures."""
+    module = ModuleType("execution_sync_generation")
+
+    class PromptExecutor:
+        def execute(self, prompt, prompt_id, extra_data={}, execute_outputs=[]):
+            raise NotImplementedError
+
+        def add_message(self, event, data, broadcast: bool):
+            raise NotImplementedError
+
+    def get_output_data(obj, input_data_all, execution_block_cb=None, pre_execute_cb=None):
+        raise NotImplementedError
+
+    module.PromptExecutor = PromptExecutor
+    module.execute = execute
+    module.get_output_data = get_output_data
+    return module
+
+
+def test_the_order_assumed_for_get_output_data_follows_the_generation():
+    def sync_execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id, execution_list, pending_subgraph_results):
+        raise NotImplementedError
+
+    async def async_execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id, execution_list, pending_subgraph_results, pending_async_nodes):
+        raise NotImplementedError
+
+    def varargs_execute(*args, **kwargs):
+        raise NotImplementedError
+
+    assert hooks._assumed_order(load_executor(), "call") == ("obj", "input_data_all")
+    assert hooks._assumed_order(_sync_generation(sync_execute), "call") == ("obj", "input_data_all")
+    assert hooks._assumed_order(_sync_generation(async_execute), "call") == ("prompt_id", "unique_id", "obj", "input_data_all")
+    assert hooks._assumed_order(_sync_generation(varargs_execute), "call") == ()  # generation unknown
+
+
+def test_calls_without_node_ids_are_not_recorded_when_the_node_hook_cannot_be_installed():
+    """Sync executor whose execute hides its parameters: the call hook could not name nodes."""
+
+    def varargs_execute(*args, **kwargs):
+        raise NotImplementedError
+
+    points, skipped = hooks.wrap_points(_sync_generation(varargs_execute))
+    assert [p.name for p in points] == ["run", "message"]
+    assert skipped == [
+        "node: execute('args', 'kwargs') lacks current_item",
+        "call: get_output_data carries no node id and the node hook is not installed",
+    ]
 
 
 def test_a_run_whose_arguments_are_not_a_prompt_is_left_alone(monkeypatch, caplog):

@@ -367,6 +367,23 @@ def test_a_pack_wrapping_with_args_and_kwargs_only_does_not_stop_capture(env, va
     assert of(events, NodeInputs, "2")[0].inputs == {"a": [16], "b": [48]}
 
 
+def test_the_call_hook_leaves_alone_a_call_whose_inputs_are_not_a_dict(env):
+    """Where ComfyUI's order is only assumed, a call that does not fit it records nothing."""
+    from runtime_metadata.capture.recorder import Recorder, current_run
+
+    hook = hooks.CallHook(list(hooks._CALL_ORDER_ASYNC), node_hook=True)
+    rec = Recorder("p1", {"5": {"class_type": "Add", "inputs": {}}}, None, "test", "test")
+    token = current_run.set(rec)
+    try:
+        assert hook.begin(("p1", "5", testnodes.Add(), ["not", "a", "dict"]), {}) is None
+        assert hook.begin(("p1", "5", testnodes.Add(), None), {}) is None
+        ctx = hook.begin(("p1", "5", testnodes.Add(), {"a": [1], "b": [2]}), {})
+    finally:
+        current_run.reset(token)
+    assert ctx is not None and rec.started == {"5"}
+    assert [e[0] for e in rec.events] == ["NodeStarted", "NodeInputs"]
+
+
 # --------------------------------------------------------------------------- what is recorded
 
 
