@@ -153,7 +153,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Pa
 
 CASE_FORMATS = [(case, fmt) for case in CASES for fmt in FORMATS]
 #: Images handed to sd-parsers, kept alive for the module (see test_sd_parsers).
-_KEEP_OPEN: list[Image.Image] = []
+_KEEP_REFERENCED: list[Image.Image] = []
 
 
 @pytest.mark.parametrize(("case", "fmt"), CASE_FORMATS)
@@ -167,7 +167,7 @@ def test_sd_parsers(images: dict[tuple[str, str], Path], case: str, fmt: str) ->
     # image is freed, a new one can get its id and be read as the previous file (seen in CI:
     # rich.jpeg parsed as basic.jpeg). Open the image here and keep it alive so ids are unique.
     image = Image.open(images[(case, fmt)])
-    _KEEP_OPEN.append(image)
+    _KEEP_REFERENCED.append(image)
     info = ParserManager().parse(image)
     assert info is not None, "sd-parsers found no metadata"
     want = expected(CASES[case][0])

@@ -71,6 +71,8 @@ class Client:
         prompt_id = answer["prompt_id"]
         while True:
             message = await self.ws.receive(timeout=timeout)
+            if message.type in (8, 256, 257, 258):  # CLOSE, CLOSING, CLOSED, ERROR
+                raise AssertionError(f"ComfyUI's websocket closed while waiting for {prompt_id}: {message}")
             if message.type != 1:  # aiohttp.WSMsgType.TEXT; binary previews are not expected
                 continue
             data = json.loads(message.data)
@@ -81,6 +83,13 @@ class Client:
 
     def open(self) -> None:
         self.loop.run_until_complete(self._open())
+
+    def get_json(self, path: str) -> Any:
+        async def _get() -> Any:
+            async with self.session.get(self.url + path) as response:
+                return await response.json()
+
+        return self.loop.run_until_complete(_get())
 
     def run(self, prompt: dict[str, Any], timeout: float = 120) -> tuple[int, str]:
         """(nanoseconds from POST to done, prompt_id); ``timeout``: longest silence, seconds."""
