@@ -1,4 +1,4 @@
-"""The ``runtime-metadata`` command: demo, inspect, replay, doctor."""
+"""The ``runtime-metadata`` command: demo, inspect, replay, stats, doctor."""
 
 from __future__ import annotations
 
