@@ -1087,7 +1087,7 @@ def wrap_points(execution: Any, notes: list[str] | None = None) -> tuple[list[Wr
     """The wrap points this ``execution`` module offers, and those it lacks (with why).
 
     ``notes`` receives a line per wrap point found behind another pack's ``(*args, **kwargs)``
-    wrapper, where ComfyUI's own argument order (``_COMFY_ORDER``) is assumed.
+    wrapper, where ComfyUI's own argument order (``_assumed_order``) is assumed.
     """
     points: list[WrapPoint] = []
     skipped: list[str] = []
