@@ -57,6 +57,13 @@ CHAIN = {
     "3": {"class_type": "MakeImage", "inputs": {"width": ["2", 0], "seed": 7}},
     "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}},
 }
+#: What a run of CHAIN records: (node id, class_type) in order, and the first two nodes' inputs.
+CHAIN_STARTED = [("1", "IntConst"), ("2", "Add"), ("3", "MakeImage"), ("4", "Sink")]
+CHAIN_FIRST_INPUTS = [{"value": [16]}, {"a": [16], "b": [48]}]
+
+
+def started(events):
+    return [(e.node_id, e.class_type) for e in events if isinstance(e, NodeStarted)]
 
 
 def run(execution, prompt, prompt_id="p1", outputs=("4",), executor=None):
@@ -235,13 +242,8 @@ def test_calls_are_matched_to_nodes_through_objects_kept_from_earlier_runs(execu
     run(execution, CHAIN, "second", executor=executor)
     assert all(executor.object_storage[k] is v for k, v in kept.items())
     events = events_of("second")
-    assert [(e.node_id, e.class_type) for e in events if isinstance(e, NodeStarted)] == [
-        ("1", "IntConst"),
-        ("2", "Add"),
-        ("3", "MakeImage"),
-        ("4", "Sink"),
-    ]
-    assert [e.inputs for e in events if isinstance(e, NodeInputs)][:2] == [{"value": [16]}, {"a": [16], "b": [48]}]
+    assert started(events) == CHAIN_STARTED
+    assert [e.inputs for e in events if isinstance(e, NodeInputs)][:2] == CHAIN_FIRST_INPUTS
 
 
 def test_the_object_index_kept_across_runs_is_checked_against_the_storage(execution):
@@ -255,12 +257,7 @@ def test_the_object_index_kept_across_runs_is_checked_against_the_storage(execut
     executor.outputs.clear()
     run(execution, CHAIN, "second", executor=executor)
     events = events_of("second")
-    assert [(e.node_id, e.class_type) for e in events if isinstance(e, NodeStarted)] == [
-        ("1", "IntConst"),
-        ("2", "Add"),
-        ("3", "MakeImage"),
-        ("4", "Sink"),
-    ]
+    assert started(events) == CHAIN_STARTED
 
 
 def test_a_get_output_data_call_for_no_node_of_the_run_records_nothing(execution):
@@ -414,13 +411,8 @@ def test_a_pack_wrapping_with_args_and_kwargs_only_does_not_stop_capture(monkeyp
         run(module, CHAIN)
         assert theirs.count("execute") == 1 and theirs.count("get_output_data") == 4
         events = events_of("p1")
-        assert [(e.node_id, e.class_type) for e in events if isinstance(e, NodeStarted)] == [
-            ("1", "IntConst"),
-            ("2", "Add"),
-            ("3", "MakeImage"),
-            ("4", "Sink"),
-        ]
-        assert [e.inputs for e in events if isinstance(e, NodeInputs)][:2] == [{"value": [16]}, {"a": [16], "b": [48]}]
+        assert started(events) == CHAIN_STARTED
+        assert [e.inputs for e in events if isinstance(e, NodeInputs)][:2] == CHAIN_FIRST_INPUTS
     finally:
         hooks.reset()
 
