@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 from runtime_metadata.projections.rules import RULES, Node, PassThrough, Switch, extend
 from runtime_metadata.projections.workflow import (
@@ -16,11 +14,7 @@ from runtime_metadata.projections.workflow import (
     walk_generation,
 )
 
-WORKFLOWS = Path(__file__).parent / "workflows"
-
-
-def load(name: str) -> dict[str, Any]:
-    return json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+from .cases import SWITCH_BRANCH_1, SWITCH_BRANCH_2, load
 
 
 def test_txt2img_gives_checkpoint_prompts_sampler_and_size():
@@ -174,34 +168,6 @@ def test_each_save_node_describes_its_own_branch():
         "size": {"width": 768, "height": 640},
         "batch_size": 1,
     }
-
-
-SWITCH_BRANCH_1 = {
-    "model": "v1-5-pruned-emaonly.safetensors",
-    "positive": "a castle on a hill",
-    "negative": "lowres",
-    "sampler": {
-        "name": "euler",
-        "scheduler": "normal",
-        "steps": 20,
-        "cfg": 7,
-        "seed": 1,
-        "denoise": 1,
-    },
-    "size": {"width": 512, "height": 512},
-    "batch_size": 1,
-}
-SWITCH_BRANCH_2 = {
-    **SWITCH_BRANCH_1,
-    "sampler": {
-        "name": "dpmpp_2m",
-        "scheduler": "karras",
-        "steps": 30,
-        "cfg": 5.5,
-        "seed": 2,
-        "denoise": 1,
-    },
-}
 
 
 def test_a_switch_whose_select_only_the_run_knows_is_followed_to_its_default_branch_as_a_guess():

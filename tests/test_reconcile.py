@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 from runtime_metadata.capture.summary import cut
@@ -29,12 +27,9 @@ from runtime_metadata.projections.reconcile import (
 from runtime_metadata.projections.runtime import RunState, canonical_json, project
 from runtime_metadata.projections.workflow import is_link
 
-WORKFLOWS = Path(__file__).parent / "workflows"
+from .cases import SWITCH_BRANCH_1, SWITCH_BRANCH_2, load
+
 STRUCTURE = {"type": "object"}  # what a summarised MODEL / CONDITIONING / LATENT input looks like
-
-
-def load(name: str) -> dict[str, Any]:
-    return json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
 
 
 class Batch(list):
@@ -221,32 +216,8 @@ def test_two_save_branches_each_document_holds_only_its_own_branch():
     assert small["disagreements"] == large["disagreements"] == []
 
 
-SWITCH_PARSER = {
-    "model": "v1-5-pruned-emaonly.safetensors",
-    "positive": "a castle on a hill",
-    "negative": "lowres",
-    "sampler": {
-        "name": "euler",
-        "scheduler": "normal",
-        "steps": 20,
-        "cfg": 7,
-        "seed": 1,
-        "denoise": 1,
-    },
-    "size": {"width": 512, "height": 512},
-    "batch_size": 1,
-}
-SWITCH_RUN = {
-    **SWITCH_PARSER,
-    "sampler": {
-        "name": "dpmpp_2m",
-        "scheduler": "karras",
-        "steps": 30,
-        "cfg": 5.5,
-        "seed": 2,
-        "denoise": 1.0,
-    },
-}
+SWITCH_PARSER = SWITCH_BRANCH_1  # the static guess: the switch's default branch
+SWITCH_RUN = {**SWITCH_BRANCH_2, "sampler": {**SWITCH_BRANCH_2["sampler"], "denoise": 1.0}}  # what ran
 # The reference image's batch size is 1, so the run's select is 1 + 1 = 2: branch on_2.
 SWITCH_RESOLVED = {
     "9": {"a": 1},
