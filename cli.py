@@ -118,18 +118,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.check:
         meta = read_metadata(args.check)
         if meta.document is None:
-            _print(f"{args.check}: no runtime metadata to check against ({'; '.join(meta.problems) or 'none embedded'})")
+            _print(
+                f"{args.check}: no runtime metadata to check against ({'; '.join(meta.problems) or 'none embedded'})"
+            )
             return 2
         embedded = meta.document_text or ""  # exactly as stored, inline or in the sidecar
         saved_by = (meta.document.get("runtime") or {}).get("saved_by") or {}
         node = str(saved_by.get("id", ""))
         list_index = saved_by.get("list_index")
         if not node:
-            _print(f"{args.check}: its document has no runtime block (saved with embed_runtime off, or without capture)")
+            _print(
+                f"{args.check}: its document has no runtime block (saved with embed_runtime off, or without capture)"
+            )
             return 2
         docs, warnings, _ = _replayed(args.log, node, list_index)
         if not docs:
-            _print(f"{args.log}: node {node} never saved in this log (another run's log, or one cut short before the save)")
+            _print(
+                f"{args.log}: node {node} never saved in this log (another run's log, or one cut short before the save)"
+            )
             return 1
         for w in warnings:
             print(w, file=sys.stderr)
@@ -137,10 +143,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if rebuilt == embedded:
             _print(f"OK: replaying {args.log} rebuilds the document in {args.check} byte for byte")
             return 0
-        at = next((i for i, (a, b) in enumerate(zip(rebuilt, embedded, strict=False)) if a != b), min(len(rebuilt), len(embedded)))
+        at = next(
+            (i for i, (a, b) in enumerate(zip(rebuilt, embedded, strict=False)) if a != b),
+            min(len(rebuilt), len(embedded)),
+        )
         _print(
-            f"DIFFERENT at character {at}:\n  image : …{embedded[max(0, at - 40):at + 40]}\n"
-            f"  replay: …{rebuilt[max(0, at - 40):at + 40]}"
+            f"DIFFERENT at character {at}:\n  image : …{embedded[max(0, at - 40) : at + 40]}\n"
+            f"  replay: …{rebuilt[max(0, at - 40) : at + 40]}"
         )
         return 1
     docs, warnings, prompt = _replayed(args.log, args.node)
@@ -184,7 +193,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             _print(f"  {key} = {value!r}")
         return 0 if cap["active"] or not cap["disabled_reason"] else 1
     path = config.config_path()
-    _print(f"config file: {path} ({'present' if path.exists() else 'absent'}; set {config.CONFIG_PATH_ENV} to use another)")
+    _print(
+        f"config file: {path} ({'present' if path.exists() else 'absent'}; set {config.CONFIG_PATH_ENV} to use another)"
+    )
     for key, env_name, value, source in config.describe():
         _print(f"  {key:<36} = {value!r:<8} from {source}   (env: {env_name})")
     _print("(add --url http://127.0.0.1:8188 to ask a running ComfyUI what capture is doing)")
@@ -216,8 +227,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if wall:
         _print(f"run wall time: median {wall['median']} ms, max {wall['max']} ms")
     hooks = report["hooks"]
-    _print(f"capture overhead: {hooks['calls']} hook calls, {hooks['total_ms']} ms in all, max {hooks['max_ms']} ms, "
-           f"{hooks['share'] * 100:.2f}% of run time")
+    _print(
+        f"capture overhead: {hooks['calls']} hook calls, {hooks['total_ms']} ms in all, max {hooks['max_ms']} ms, "
+        f"{hooks['share'] * 100:.2f}% of run time"
+    )
     _print(f"{'class_type':<36} {'calls':>7} {'total ms':>10} {'mean ms':>9} {'max ms':>9}")
     for ct, row in sorted(report["by_class"].items(), key=lambda kv: -kv[1]["total_ms"]):
         _print(f"{ct:<36} {row['calls']:>7} {row['total_ms']:>10.3f} {row['mean_ms']:>9.3f} {row['max_ms']:>9.3f}")
@@ -261,7 +274,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print(f"the image has no runtime metadata: capture did not run (server log: {server.log_path})")
         return 1
     _print(summarize_document(meta.document, meta.prompt if isinstance(meta.prompt, dict) else None))
-    kept = [name for name, value in (("prompt", meta.prompt), ("workflow", meta.workflow), ("A1111 parameters", meta.parameters)) if value]
+    kept = [
+        name
+        for name, value in (("prompt", meta.prompt), ("workflow", meta.workflow), ("A1111 parameters", meta.parameters))
+        if value
+    ]
     where = f"sidecar {meta.pointer.get('file')}" if meta.pointer else "inline"
     _print(f"\nmetadata: {' and '.join(kept) or 'nothing'}, runtime document {where}")
     log_file = logs / f"{prompt_id}.rtlog"

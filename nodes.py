@@ -35,9 +35,7 @@ def _to_pil(image: Any) -> Any:
     return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
 
 
-def build_save_document(
-    prompt: Any, unique_id: str, capture_choice: str, call_index: int = 0
-) -> dict[str, Any]:
+def build_save_document(prompt: Any, unique_id: str, capture_choice: str, call_index: int = 0) -> dict[str, Any]:
     """This save node's document: from its own run's log when captured, else the static parse.
 
     ``call_index``: how many times this node's function already ran in this execution; when
@@ -187,14 +185,30 @@ class SaveImageRuntimeMetadata:
             pil = _to_pil(image)
             try:
                 save_image(
-                    pil, path, fmt, prompt=prompt, extra_pnginfo=pnginfo, document=document,
-                    parameters=parameters, inline_size_limit_kb=cfg.inline_size_limit_kb,
-                    quality=quality, lossless=lossless, metadata=with_metadata,
+                    pil,
+                    path,
+                    fmt,
+                    prompt=prompt,
+                    extra_pnginfo=pnginfo,
+                    document=document,
+                    parameters=parameters,
+                    inline_size_limit_kb=cfg.inline_size_limit_kb,
+                    quality=quality,
+                    lossless=lossless,
+                    metadata=with_metadata,
                 )
             except Exception:  # never lose the image over its metadata
                 log.exception("[runtime-metadata] saving %s with full metadata failed; saving with ComfyUI's own", name)
-                save_image(pil, path, fmt, prompt=prompt, extra_pnginfo=pnginfo, quality=quality,
-                           lossless=lossless, metadata=with_metadata)
+                save_image(
+                    pil,
+                    path,
+                    fmt,
+                    prompt=prompt,
+                    extra_pnginfo=pnginfo,
+                    quality=quality,
+                    lossless=lossless,
+                    metadata=with_metadata,
+                )
             results.append({"filename": name, "subfolder": subfolder, "type": "output"})
             counter += 1
         return {"ui": {"images": results}}

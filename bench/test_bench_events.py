@@ -97,7 +97,11 @@ def _run_events(n_nodes: int) -> list[AnyEvent]:
     events: list[AnyEvent] = [RunStarted("p", 1, 0, prompt)]
     for i in range(n_nodes):
         nid = str(i)
-        events += [NodeStarted(nid, "KSampler", i * 10), NodeInputs(nid, i * 10 + 1, INPUTS, 1), NodeFinished(nid, i * 10 + 5, "executed")]
+        events += [
+            NodeStarted(nid, "KSampler", i * 10),
+            NodeInputs(nid, i * 10 + 1, INPUTS, 1),
+            NodeFinished(nid, i * 10 + 5, "executed"),
+        ]
     return events
 
 

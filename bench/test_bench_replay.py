@@ -71,4 +71,6 @@ def test_replay_1m(benchmark, big_log) -> None:
             times.append(time.perf_counter() - t0)
     baseline = sorted(times)[1]
     benchmark.extra_info["ratio_to_raw_decode"] = round(benchmark.stats.stats.median / baseline, 2)
-    print(f"\nreplay: {per_second:,.0f} events/s; raw decode {count / baseline:,.0f} events/s; ratio {benchmark.stats.stats.median / baseline:.2f}x")
+    print(
+        f"\nreplay: {per_second:,.0f} events/s; raw decode {count / baseline:,.0f} events/s; ratio {benchmark.stats.stats.median / baseline:.2f}x"
+    )

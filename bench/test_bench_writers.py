@@ -131,10 +131,7 @@ def runtime_document(nodes: int = 200) -> dict[str, Any]:
 def prompt_and_workflow(nodes: int = 30) -> tuple[dict[str, Any], dict[str, Any]]:
     """A typical txt2img+LoRA+upscale graph: ComfyUI's prompt and its UI workflow."""
     rng = random.Random(99)
-    prompt = {
-        str(i): {"class_type": rng.choice(CLASS_TYPES), "inputs": _inputs(rng, i)}
-        for i in range(1, nodes + 1)
-    }
+    prompt = {str(i): {"class_type": rng.choice(CLASS_TYPES), "inputs": _inputs(rng, i)} for i in range(1, nodes + 1)}
     workflow = {
         "last_node_id": nodes,
         "nodes": [
@@ -235,9 +232,7 @@ def test_save_image_png_inline_document(benchmark: Any, image: Image.Image, tmp_
     _ratio(benchmark, "save_image_png_inline", "comfyui_saveimage")
 
 
-def test_save_image_png_sidecar_document(
-    benchmark: Any, image: Image.Image, tmp_path: Path
-) -> None:
+def test_save_image_png_sidecar_document(benchmark: Any, image: Image.Image, tmp_path: Path) -> None:
     """save_image, PNG, with the 200-node document going to a zstd sidecar first."""
     path = tmp_path / "b.png"
 
@@ -259,9 +254,7 @@ def test_save_image_png_sidecar_document(
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "webp"])
-def test_baseline_pillow_save_lossy(
-    benchmark: Any, image: Image.Image, tmp_path: Path, fmt: str
-) -> None:
+def test_baseline_pillow_save_lossy(benchmark: Any, image: Image.Image, tmp_path: Path, fmt: str) -> None:
     """Baseline for JPEG/WebP: a bare Pillow save at quality 95, no metadata, not atomic."""
     path = tmp_path / f"bare.{fmt}"
     options = {"method": 4} if fmt == "webp" else {}
@@ -270,9 +263,7 @@ def test_baseline_pillow_save_lossy(
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "webp"])
-def test_save_image_lossy_formats(
-    benchmark: Any, image: Image.Image, tmp_path: Path, fmt: str
-) -> None:
+def test_save_image_lossy_formats(benchmark: Any, image: Image.Image, tmp_path: Path, fmt: str) -> None:
     """save_image for JPEG/WebP at quality 95 with EXIF, XMP document, atomic and fsynced."""
     path = tmp_path / f"c.{fmt}"
 
@@ -302,9 +293,7 @@ def test_sidecar_compress_200_node_run(benchmark: Any, level: int) -> None:
     benchmark.extra_info["json_bytes"] = len(content)
     benchmark.extra_info["zstd_bytes"] = len(compressed)
     benchmark.extra_info["compression_ratio"] = round(len(content) / len(compressed), 2)
-    print(
-        f"\nlevel {level}: {len(content)} -> {len(compressed)} bytes ({len(content) / len(compressed):.2f}x)"
-    )
+    print(f"\nlevel {level}: {len(content)} -> {len(compressed)} bytes ({len(content) / len(compressed):.2f}x)")
 
 
 def test_sidecar_write_200_node_run(benchmark: Any, tmp_path: Path) -> None:

@@ -332,7 +332,9 @@ def _failed_before_call(rec: Recorder, event: str, data: Any) -> None:
     else:
         message = _trimmed(str(data.get("exception_message") or ""))
         etype = data.get("exception_type")
-        rec.append(NodeFinished(node_id, t0, "failed", None if etype is None else str(etype), rec.redact(message) or None))
+        rec.append(
+            NodeFinished(node_id, t0, "failed", None if etype is None else str(etype), rec.redact(message) or None)
+        )
     rec.started.add(node_id)
     rec.charge(t0)
 
@@ -462,7 +464,11 @@ class NodeHook(Hook):
                 # The call hook has recorded this node. Only an async node whose result
                 # expanded into a subgraph comes back PENDING after that: it ends at its next
                 # re-entry.
-                if exc is None and not (type(result) is tuple and result and result[0] is True) and _flag(result) == "PENDING":
+                if (
+                    exc is None
+                    and not (type(result) is tuple and result and result[0] is True)
+                    and _flag(result) == "PENDING"
+                ):
                     waiting[node_id] = _REENTRY
                 return
             pending = waiting.get(node_id)

@@ -25,13 +25,24 @@ MAX_DEPTH = 3
 _SCALARS = frozenset({int, float, bool, type(None)})
 #: Name parts that mark a credential wherever they stand.
 _SECRET_WORDS = frozenset(
-    {"password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials",
-     "cookie", "cookies", "apikey", "authorization", "auth", "bearer"}
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "secrets",
+        "credential",
+        "credentials",
+        "cookie",
+        "cookies",
+        "apikey",
+        "authorization",
+        "auth",
+        "bearer",
+    }
 )
 #: Adjacent parts that mark one ("api_key", "privateKey", "session-id").
-_SECRET_PAIRS = frozenset(
-    {("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("session", "id")}
-)
+_SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("session", "id")})
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _SPLIT = re.compile(r"[^a-z0-9]+")
 _secret_cache: dict[str, bool] = {}
@@ -90,10 +101,7 @@ def summarize(value: Any, depth: int = 0) -> Any:
                 return items
             return {"type": kind.__name__, "len": len(value), "head": items}
         if kind is dict and len(value) <= MAX_ITEMS and all(type(k) is str for k in value):
-            return {
-                k: (REDACTED if is_secret_name(k) else summarize(v, depth + 1))
-                for k, v in value.items()
-            }
+            return {k: (REDACTED if is_secret_name(k) else summarize(v, depth + 1)) for k, v in value.items()}
     if isinstance(value, (int, float, str)):  # subclasses such as IntEnum or numpy scalars
         return summarize(_plain(value), depth)
     return {"type": _type_name(value)}
@@ -113,9 +121,7 @@ def _type_name(value: Any) -> str:
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
-def summarize_inputs(
-    inputs: dict[str, Any], skip: frozenset[str] = frozenset()
-) -> dict[str, list[Any]]:
+def summarize_inputs(inputs: dict[str, Any], skip: frozenset[str] = frozenset()) -> dict[str, list[Any]]:
     """Summarise ComfyUI's ``input_data_all`` (name -> list of values), redacting secrets."""
     out: dict[str, list[Any]] = {}
     for name, values in inputs.items():

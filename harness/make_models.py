@@ -135,10 +135,7 @@ def kind_of(name: str, norms: set[str]) -> str:
 def tensor_specs(torch, module, prefix: str):
     """[(name, shape, kind)] for a meta module."""
     norms = norm_param_names(torch, module, prefix)
-    return [
-        (prefix + name, tuple(t.shape), kind_of(prefix + name, norms))
-        for name, t in module.state_dict().items()
-    ]
+    return [(prefix + name, tuple(t.shape), kind_of(prefix + name, norms)) for name, t in module.state_dict().items()]
 
 
 def values(torch, specs, seed: int, std: float):
@@ -197,9 +194,7 @@ def write_safetensors(torch, path: Path, groups, metadata: dict[str, str]) -> di
     with safe_open(str(tmp), framework="pt") as check:
         names = list(check.keys())
         if len(names) != count or check.metadata() != metadata:
-            raise SystemExit(
-                f"{path.name}: safetensors reads back {len(names)} tensors, expected {count}"
-            )
+            raise SystemExit(f"{path.name}: safetensors reads back {len(names)} tensors, expected {count}")
         check.get_tensor(names[-1])
     os.replace(tmp, path)
     return {"bytes": path.stat().st_size, "tensors": count, "parameters": params}
@@ -228,9 +223,16 @@ def main(argv: list[str] | None = None) -> int:
         clip_model = comfy.sd1_clip.SD1ClipModel(device=meta, dtype=torch.float16)
         vae_model = AutoencoderKL(
             ddconfig={
-                "double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3,
-                "out_ch": 3, "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2,
-                "attn_resolutions": [], "dropout": 0.0,
+                "double_z": True,
+                "z_channels": 4,
+                "resolution": 256,
+                "in_channels": 3,
+                "out_ch": 3,
+                "ch": 128,
+                "ch_mult": [1, 2, 4, 4],
+                "num_res_blocks": 2,
+                "attn_resolutions": [],
+                "dropout": 0.0,
             },
             embed_dim=4,
         )
@@ -239,10 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     # cond_stage_model.*, without text_projection/logit_scale (ComfyUI's own save path drops
     # them the same way, so loading prints the usual "clip missing" warning for them).
     clip_state = model_config.process_clip_state_dict_for_saving(dict(clip_model.state_dict()))
-    clip_norms = {
-        n.replace("clip_l.", "cond_stage_model.", 1)
-        for n in norm_param_names(torch, clip_model, "")
-    }
+    clip_norms = {n.replace("clip_l.", "cond_stage_model.", 1) for n in norm_param_names(torch, clip_model, "")}
     clip_specs = [(n, tuple(t.shape), kind_of(n, clip_norms)) for n, t in clip_state.items()]
     vae_specs = tensor_specs(torch, vae_model, "")
     log(f"built meta models in {time.perf_counter() - t0:.1f}s")
@@ -299,9 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "ss_base_model_version": "sd_v1",
         "ss_output_name": LORA_NAME.removesuffix(".safetensors"),
     }
-    info = write_safetensors(
-        torch, out / LORA_NAME, [(lora_specs + alphas, 4, LORA_STD)], lora_meta
-    )
+    info = write_safetensors(torch, out / LORA_NAME, [(lora_specs + alphas, 4, LORA_STD)], lora_meta)
     files[LORA_NAME] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
 
     t0 = time.perf_counter()

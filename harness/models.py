@@ -127,9 +127,7 @@ def ensure_models(
     return models
 
 
-def _build(
-    installation: Installation, parent: Path, target: Path, log: Callable[[str], None]
-) -> None:
+def _build(installation: Installation, parent: Path, target: Path, log: Callable[[str], None]) -> None:
     started = time.perf_counter()
     log(f"Generating random-weight SD1.5 models into {target} (one-off: ~15-30 s, ~2.3 GB) ...")
     scratch = parent / f".{target.name}.tmp-{os.getpid()}"
@@ -160,8 +158,7 @@ def _build(
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr + proc.stdout).splitlines()[-40:])
             raise ProvisionError(
-                f"{GENERATOR.name} failed (exit {proc.returncode}) "
-                f"under {installation.python}\n{tail}"
+                f"{GENERATOR.name} failed (exit {proc.returncode}) under {installation.python}\n{tail}"
             )
         lines = proc.stdout.strip().splitlines()
         summary = json.loads(lines[-1]) if lines else {}

@@ -134,9 +134,7 @@ def _existing_installation(root: Path, log: Callable[[str], None]) -> Installati
     root = root.expanduser().resolve()
     missing = [name for name in ("main.py", "execution.py") if not (root / name).is_file()]
     if missing:
-        raise ProvisionError(
-            f"COMFYUI_PATH={root} does not look like a ComfyUI folder: missing {', '.join(missing)}"
-        )
+        raise ProvisionError(f"COMFYUI_PATH={root} does not look like a ComfyUI folder: missing {', '.join(missing)}")
     python = Path(os.environ.get("COMFYUI_PYTHON") or sys.executable)
     if not python.exists():
         raise ProvisionError(f"COMFYUI_PYTHON={python} does not exist")
@@ -192,9 +190,7 @@ def _exclusive_lock(path: Path, log: Callable[[str], None]) -> Iterator[None]:
 def _provisioned_installation(cache: Path, log: Callable[[str], None]) -> Installation:
     cache.mkdir(parents=True, exist_ok=True)
     target = cache / INSTALL_DIRNAME
-    installation = Installation(
-        root=target / "ComfyUI", python=_venv_python(target / "venv"), label=LABEL
-    )
+    installation = Installation(root=target / "ComfyUI", python=_venv_python(target / "venv"), label=LABEL)
     # Fast path without the lock: the marker is written last and atomically.
     if _is_complete(target):
         return installation
@@ -308,8 +304,7 @@ def _provision(target: Path, log: Callable[[str], None]) -> None:
 
     with _step(
         log,
-        "installing ComfyUI requirements.txt + plugin runtime deps "
-        f"({', '.join(PLUGIN_RUNTIME_DEPS)})",
+        f"installing ComfyUI requirements.txt + plugin runtime deps ({', '.join(PLUGIN_RUNTIME_DEPS)})",
     ):
         _run(
             [
@@ -325,9 +320,7 @@ def _provision(target: Path, log: Callable[[str], None]) -> None:
         )
 
     with _step(log, "checking torch and torchvision"):
-        check = _run(
-            [python, "-c", "import torch; print(torch.__version__, torch.version.cuda)"], log_file
-        ).split()
+        check = _run([python, "-c", "import torch; print(torch.__version__, torch.version.cuda)"], log_file).split()
         log(f"    torch {' '.join(check[:1])}")
         if len(check) >= 2 and check[1] != "None":
             log(f"    warning: torch {check[0]} is a CUDA build (expected the CPU wheel)")
@@ -411,9 +404,7 @@ def _make_torchvision_importable(python: Path, log_file: Path, log: Callable[[st
         if "torchvision::nms does not exist" not in str(error):
             raise
     site_packages = Path(
-        _run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], log_file
-        ).strip()
+        _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], log_file).strip()
     )
     (site_packages / f"{_TV_SHIM_MODULE}.py").write_text(_TV_SHIM_SOURCE)
     (site_packages / f"{_TV_SHIM_MODULE}.pth").write_text(f"import {_TV_SHIM_MODULE}\n")

@@ -265,9 +265,7 @@ class ComfyServer:
             assert proc is not None
             code = proc.poll()
             if code is not None:
-                raise ComfyStartupError(
-                    f"ComfyUI exited with code {code} during startup\n{self._log_tail_block()}"
-                )
+                raise ComfyStartupError(f"ComfyUI exited with code {code} during startup\n{self._log_tail_block()}")
             try:
                 status, _ = self._request("GET", "/system_stats", timeout=5)
                 if status == 200:
@@ -276,8 +274,7 @@ class ComfyServer:
                 pass  # not listening yet
             if time.monotonic() > deadline:
                 raise ComfyStartupError(
-                    f"ComfyUI did not answer on {self.url} within {self.startup_timeout:.0f}s\n"
-                    f"{self._log_tail_block()}"
+                    f"ComfyUI did not answer on {self.url} within {self.startup_timeout:.0f}s\n{self._log_tail_block()}"
                 )
             time.sleep(0.1)  # a refused connection costs nothing; poll often
 
@@ -351,16 +348,11 @@ class ComfyServer:
                 if "IMPORT FAILED" not in line:
                     return None
                 break
-        return (
-            f"ComfyUI did not load the plugin {self.plugin_dir} (as {node_path})\n"
-            f"{self._log_tail_block()}"
-        )
+        return f"ComfyUI did not load the plugin {self.plugin_dir} (as {node_path})\n{self._log_tail_block()}"
 
     # ----------------------------------------------------------------- HTTP API
 
-    def _request(
-        self, method: str, path: str, body: Any = None, timeout: float = 30.0
-    ) -> tuple[int, Any]:
+    def _request(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode("utf-8")
         request = urllib.request.Request(
             self.url + path,
@@ -374,9 +366,7 @@ class ComfyServer:
         except urllib.error.HTTPError as error:
             return error.code, _decode(error.read())
 
-    def _api(
-        self, method: str, path: str, body: Any = None, timeout: float = 30.0
-    ) -> tuple[int, Any]:
+    def _api(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
         # Like _request, but a dead or unreachable server becomes a ComfyServerError that
         # carries the server log, which is where the reason is.
         try:
@@ -416,9 +406,7 @@ class ComfyServer:
         if status == 400:
             raise PromptRejected(status, body)
         if status != 200 or not isinstance(body, dict) or "prompt_id" not in body:
-            raise ComfyServerError(
-                f"POST /prompt answered HTTP {status}: {body!r}\n{self._log_tail_block(30)}"
-            )
+            raise ComfyServerError(f"POST /prompt answered HTTP {status}: {body!r}\n{self._log_tail_block(30)}")
         return str(body["prompt_id"])
 
     def wait(self, prompt_id: str, timeout: float = DEFAULT_PROMPT_TIMEOUT) -> dict[str, Any]:
@@ -436,14 +424,9 @@ class ComfyServer:
                 assert isinstance(entry, dict)
                 return entry
             if not self.is_running():
-                raise ComfyServerError(
-                    f"ComfyUI died while running prompt {prompt_id}\n{self._log_tail_block()}"
-                )
+                raise ComfyServerError(f"ComfyUI died while running prompt {prompt_id}\n{self._log_tail_block()}")
             if time.monotonic() > deadline:
-                raise PromptTimeout(
-                    f"prompt {prompt_id} not finished after {timeout:.0f}s\n"
-                    f"{self._log_tail_block(30)}"
-                )
+                raise PromptTimeout(f"prompt {prompt_id} not finished after {timeout:.0f}s\n{self._log_tail_block(30)}")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 

@@ -147,9 +147,7 @@ class RuntimeValues:
 class MergedValues:
     """The run's values and switch choices where it has them, the prompt's elsewhere."""
 
-    def __init__(
-        self, prompt: Mapping[str, Any], runtime: RuntimeValues, rules: Mapping[str, Rule]
-    ) -> None:
+    def __init__(self, prompt: Mapping[str, Any], runtime: RuntimeValues, rules: Mapping[str, Rule]) -> None:
         self._runtime = runtime
         self._static = StaticValues(prompt, rules, choose=self.choose)
 
@@ -160,11 +158,7 @@ class MergedValues:
             return self._static.value(node_id, name)
         if isinstance(ran.value, str) and _CUT.fullmatch(ran.value):
             static = self._static.value(node_id, name)
-            if (
-                static is not None
-                and isinstance(static.value, str)
-                and _is_cut_of(ran.value, static.value)
-            ):
+            if static is not None and isinstance(static.value, str) and _is_cut_of(ran.value, static.value):
                 return Val(static.value, RUNTIME, ran.nodes)
         return ran
 
@@ -306,9 +300,7 @@ def generation_document(
     list_index: int | None = None,
 ) -> dict[str, Any]:
     """``reconcile`` as a JSON-ready dict (disagreements as dicts, in path order)."""
-    doc: dict[str, Any] = msgspec.to_builtins(
-        reconcile(prompt, state, saved_by, rules=rules, list_index=list_index)
-    )
+    doc: dict[str, Any] = msgspec.to_builtins(reconcile(prompt, state, saved_by, rules=rules, list_index=list_index))
     return doc
 
 

@@ -83,9 +83,7 @@ from typing import Any
 SAME = "same"
 """A ``follow`` role meaning: keep the role (and polarity) the node was reached in."""
 
-ROLES = frozenset(
-    {"image", "latent", "source", "vae", "model", "clip", "positive", "negative", "sampler"}
-)
+ROLES = frozenset({"image", "latent", "source", "vae", "model", "clip", "positive", "negative", "sampler"})
 PASS_ROLES = frozenset({"model", "clip", "positive", "negative", "sampler"})
 """Roles whose fields describe one sampling pass rather than the whole generation."""
 
@@ -323,9 +321,7 @@ _RULES: dict[str, Rule] = {
         fields={"sampler.cfg": "cfg_conds", "sampler.cfg_cond2_negative": "cfg_cond2_negative"},
         follow={"model": "model", "cond1": "positive", "cond2": "positive", "negative": "negative"},
     ),
-    "PerpNegGuider": Node(
-        fields={"sampler.cfg": "cfg", "sampler.neg_scale": "neg_scale"}, follow=_SAMPLER_INPUTS
-    ),
+    "PerpNegGuider": Node(fields={"sampler.cfg": "cfg", "sampler.neg_scale": "neg_scale"}, follow=_SAMPLER_INPUTS),
     "RandomNoise": Node(fields={"sampler.seed": "noise_seed", "sampler.add_noise": Const(True)}),
     "DisableNoise": Node(fields={"sampler.add_noise": Const(False)}),
     "KSamplerSelect": Node(fields={"sampler.name": "sampler_name"}),
@@ -363,9 +359,7 @@ _RULES: dict[str, Rule] = {
     "VAELoader": Node(fields={"vae": "vae_name"}, roles=frozenset({"vae"})),
     "LoraLoader": Lora(),
     "LoraLoaderModelOnly": Lora(strength_clip=None, clip=None),
-    "CLIPSetLastLayer": Node(
-        fields={"clip_skip": In("stop_at_clip_layer", clip_skip)}, follow={"clip": "clip"}
-    ),
+    "CLIPSetLastLayer": Node(fields={"clip_skip": In("stop_at_clip_layer", clip_skip)}, follow={"clip": "clip"}),
     # Text encoders and conditioning
     "CLIPTextEncode": TextEncoder(),
     "CLIPTextEncodeSDXL": TextEncoder(text=("text_g", "text_l")),

@@ -71,9 +71,7 @@ class RunState(msgspec.Struct):
 
     def copy(self) -> RunState:
         """A copy that shares no mutable part with this state (the prompt is never mutated)."""
-        return msgspec.structs.replace(
-            self, nodes={k: msgspec.structs.replace(v) for k, v in self.nodes.items()}
-        )
+        return msgspec.structs.replace(self, nodes={k: msgspec.structs.replace(v) for k, v in self.nodes.items()})
 
 
 def project(state: RunState | None, events: Iterable[AnyEvent]) -> RunState:
@@ -245,5 +243,3 @@ def _iso(wall_ns: int) -> str:
     if not wall_ns:
         return ""
     return _dt.datetime.fromtimestamp(wall_ns / 1e9, tz=_dt.timezone.utc).isoformat(timespec="milliseconds")
-
-

@@ -178,9 +178,7 @@ class StaticValues:
                 return computed
         return unknown_value(src, class_type), COMPUTED_UPSTREAM, False
 
-    def _compute(
-        self, rule: Compute, inputs: Mapping[str, Any], depth: int
-    ) -> tuple[Any, None, bool] | None:
+    def _compute(self, rule: Compute, inputs: Mapping[str, Any], depth: int) -> tuple[Any, None, bool] | None:
         args: dict[str, Any] = {}
         guessed = False
         for name in rule.inputs:
@@ -275,15 +273,11 @@ def walk_generation(
                     at = len(passes) - 1
                     _claim(passes[at].fields, nid, inputs, rule.fields, values, guessed)
                     for name, to_role in rule.follow.items():
-                        _follow(
-                            nxt, inputs, name, role if to_role == SAME else to_role, at, guessed
-                        )
+                        _follow(nxt, inputs, name, role if to_role == SAME else to_role, at, guessed)
             case Node():
                 if rule.roles is None or role in rule.roles:
                     _claim(scope, nid, inputs, rule.fields, values, guessed)
-                carried = (
-                    rule.follow.keys() if rule.outputs is None else rule.outputs.get(index, ())
-                )
+                carried = rule.follow.keys() if rule.outputs is None else rule.outputs.get(index, ())
                 for name in carried:
                     to_role = rule.follow.get(name, SAME)
                     _follow(nxt, inputs, name, role if to_role == SAME else to_role, p, guessed)
@@ -297,9 +291,7 @@ def walk_generation(
     return _flatten(top, passes)
 
 
-def _follow(
-    nxt: list[_Frame], inputs: Mapping[str, Any], name: str | None, role: str, p: int, guessed: bool
-) -> None:
+def _follow(nxt: list[_Frame], inputs: Mapping[str, Any], name: str | None, role: str, p: int, guessed: bool) -> None:
     """Queue the node that input ``name`` links to, to be walked in ``role``."""
     raw = inputs.get(name) if name is not None else None
     if is_link(raw):
@@ -414,8 +406,6 @@ def values_of(flat: Mapping[str, Val]) -> dict[str, Any]:
     return nest({path: v.value for path, v in flat.items()})
 
 
-def parse_generation(
-    prompt: Mapping[str, Any], saved_by: str, *, rules: Mapping[str, Rule] = RULES
-) -> dict[str, Any]:
+def parse_generation(prompt: Mapping[str, Any], saved_by: str, *, rules: Mapping[str, Rule] = RULES) -> dict[str, Any]:
     """``ai_info.generation`` for the save node ``saved_by`` from the prompt JSON alone."""
     return values_of(walk_generation(prompt, saved_by, StaticValues(prompt, rules), rules))

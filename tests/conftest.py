@@ -35,7 +35,15 @@ def run_events() -> list:
         NodeInputs("2", 4_100, {"width": [64], "height": [48], "batch_size": [1], "color": [0]}, 1),
         NodeFinished("2", 1_004_000, "executed"),
         NodeStarted("4", "SaveImageRuntimeMetadata", 1_005_000),
-        NodeInputs("4", 1_005_100, {"images": [{"type": "torch.Tensor", "shape": [1, 48, 64, 3], "dtype": "torch.float32"}], "filename_prefix": ["t"]}, 1),
+        NodeInputs(
+            "4",
+            1_005_100,
+            {
+                "images": [{"type": "torch.Tensor", "shape": [1, 48, 64, 3], "dtype": "torch.float32"}],
+                "filename_prefix": ["t"],
+            },
+            1,
+        ),
         NodeFinished("4", 2_005_000, "executed"),
         HookStats(9, 4_600, 900),
         RunFinished(2_100_000, "success"),

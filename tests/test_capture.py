@@ -120,7 +120,10 @@ def test_a_second_identical_run_marks_cached_nodes_and_each_run_sees_only_itself
 
 
 def test_a_failing_node_is_recorded_and_the_run_closed_as_error(execution):
-    prompt = {"1": {"class_type": "IntConst", "inputs": {"value": 3}}, "2": {"class_type": "Fail", "inputs": {"value": ["1", 0]}}}
+    prompt = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 3}},
+        "2": {"class_type": "Fail", "inputs": {"value": ["1", 0]}},
+    }
     executor = run(execution, prompt, outputs=("2",))
     assert executor.success is False
     events = events_of("p1")
@@ -227,7 +230,10 @@ def test_a_node_failing_before_its_call_is_recorded_from_comfyuis_error_message(
     assert executor.success is False
     events = events_of("p1")
     finished = [(e.node_id, e.status, e.error_type, e.error_message) for e in events if isinstance(e, NodeFinished)]
-    assert finished == [("1", "executed", None, None), ("2", "failed", "RuntimeError", "no backend for key=sk-init-999")]
+    assert finished == [
+        ("1", "executed", None, None),
+        ("2", "failed", "RuntimeError", "no backend for key=sk-init-999"),
+    ]
     assert "2" not in [e.node_id for e in events if isinstance(e, NodeStarted)]  # it never started
     assert events[-1].status == "error" and events[-1].error_type == "RuntimeError"
     doc = runtime_document(project(None, events))
@@ -302,7 +308,9 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("point", sorted(FAULTS))
-def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_off(execution, monkeypatch, caplog, point):
+def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_off(
+    execution, monkeypatch, caplog, point
+):
     def boom(*args, **kwargs):
         raise RuntimeError(f"injected fault at {point}")
 
@@ -456,10 +464,31 @@ def _sync_generation(execute: Any) -> ModuleType:
 
 
 def test_the_order_assumed_for_get_output_data_follows_the_generation():
-    def sync_execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id, execution_list, pending_subgraph_results):
+    def sync_execute(
+        server,
+        dynprompt,
+        caches,
+        current_item,
+        extra_data,
+        executed,
+        prompt_id,
+        execution_list,
+        pending_subgraph_results,
+    ):
         raise NotImplementedError
 
-    async def async_execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id, execution_list, pending_subgraph_results, pending_async_nodes):
+    async def async_execute(
+        server,
+        dynprompt,
+        caches,
+        current_item,
+        extra_data,
+        executed,
+        prompt_id,
+        execution_list,
+        pending_subgraph_results,
+        pending_async_nodes,
+    ):
         raise NotImplementedError
 
     def varargs_execute(*args, **kwargs):
@@ -467,7 +496,12 @@ def test_the_order_assumed_for_get_output_data_follows_the_generation():
 
     assert hooks._assumed_order(load_executor(), "call") == ("obj", "input_data_all")
     assert hooks._assumed_order(_sync_generation(sync_execute), "call") == ("obj", "input_data_all")
-    assert hooks._assumed_order(_sync_generation(async_execute), "call") == ("prompt_id", "unique_id", "obj", "input_data_all")
+    assert hooks._assumed_order(_sync_generation(async_execute), "call") == (
+        "prompt_id",
+        "unique_id",
+        "obj",
+        "input_data_all",
+    )
     assert hooks._assumed_order(_sync_generation(varargs_execute), "call") == ()  # generation unknown
 
 
@@ -512,7 +546,10 @@ def test_a_run_whose_arguments_are_not_a_prompt_is_left_alone(monkeypatch, caplo
 def test_finished_runs_are_bounded_and_memory_stays_flat(execution, monkeypatch):
     monkeypatch.setenv("AAA_METADATA_MAX_RUNS", "16")
     executor = execution.PromptExecutor()
-    small = {"1": {"class_type": "IntConst", "inputs": {"value": 1}}, "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}}}
+    small = {
+        "1": {"class_type": "IntConst", "inputs": {"value": 1}},
+        "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+    }
     for i in range(500):
         run(execution, {**small, "1": {"class_type": "IntConst", "inputs": {"value": i}}}, f"w{i}", ("2",), executor)
     tracemalloc.start()
@@ -522,7 +559,11 @@ def test_finished_runs_are_bounded_and_memory_stays_flat(execution, monkeypatch)
         testnodes.Sink.calls.clear()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
-    growth = sum(s.size_diff for s in after.compare_to(before, "filename") if "runtime_metadata" in str(s.traceback) or "main" in str(s.traceback))
+    growth = sum(
+        s.size_diff
+        for s in after.compare_to(before, "filename")
+        if "runtime_metadata" in str(s.traceback) or "main" in str(s.traceback)
+    )
     assert len(hooks.STORE) == 16
     assert hooks.STORE.ids()[-1] == "r9999"
     assert growth < 256 * 1024, growth
@@ -592,7 +633,12 @@ def test_blobs_in_the_prompt_are_cut_and_the_store_is_bounded_in_bytes(execution
     }
     monkeypatch.setattr(recorder, "MAX_STORE_BYTES", 50_000)
     for i in range(5):
-        run(execution, {**prompt, "1": {"class_type": "Text", "inputs": {"value": blob + str(i), "max_tokens": 1}}}, f"b{i}", ("2",))
+        run(
+            execution,
+            {**prompt, "1": {"class_type": "Text", "inputs": {"value": blob + str(i), "max_tokens": 1}}},
+            f"b{i}",
+            ("2",),
+        )
     kept = hooks.STORE.ids()
     assert kept[-1] == "b4" and len(kept) < 5
     data = hooks.STORE.get("b4")
@@ -605,8 +651,18 @@ def test_a_cached_node_carries_nothing_when_its_literal_inputs_changed_since(exe
     executor = run(execution, CHAIN, "first")
     # Another prompt reuses id "1" for a different value: ComfyUI re-runs it, and a later
     # rerun of the first prompt must not claim the second prompt's values for its cache...
-    run(execution, {**CHAIN, "1": {"class_type": "IntConst", "inputs": {"value": 17}}}, "other", executor=execution.PromptExecutor())
-    run(execution, {**CHAIN, "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}, "_meta": {}}}, "again", executor=executor)
+    run(
+        execution,
+        {**CHAIN, "1": {"class_type": "IntConst", "inputs": {"value": 17}}},
+        "other",
+        executor=execution.PromptExecutor(),
+    )
+    run(
+        execution,
+        {**CHAIN, "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}, "_meta": {}}},
+        "again",
+        executor=executor,
+    )
     cached = {n["id"]: n for n in runtime_document(project(None, events_of("again")))["nodes"]}
     assert [n["status"] for n in cached.values()] == ["cached"] * 4
     # Nodes 2-4 have the same literals as in "other", but not the same upstream graph.

@@ -445,14 +445,21 @@ def test_cached_nodes_are_marked_cached_without_a_duration(execution):
     assert [(n, d, nid) for n, d, nid, _ in calls] == [("execute", ">", "4"), ("execute", "<", "4")]
     events = events_of("third")
     # Each cached node carries the inputs of the captured run that computed what the cache holds.
-    assert [type(e).__name__ for e in events] == ["RunStarted"] + ["NodeCached", "NodeInputs"] * 4 + ["HookStats", "RunFinished"]
+    assert [type(e).__name__ for e in events] == ["RunStarted"] + ["NodeCached", "NodeInputs"] * 4 + [
+        "HookStats",
+        "RunFinished",
+    ]
     assert [(e.node_id, e.class_type, e.from_prompt_id) for e in of(events, NodeCached)] == [
         ("1", "IntConst", "first"),
         ("2", "Add", "first"),
         ("3", "MakeImage", "second"),
         ("4", "Sink", "second"),
     ]
-    assert [e.inputs for e in of(events, NodeInputs)][:3] == [{"value": [16]}, {"a": [16], "b": [48]}, {"width": [64], "seed": [8]}]
+    assert [e.inputs for e in of(events, NodeInputs)][:3] == [
+        {"value": [16]},
+        {"a": [16], "b": [48]},
+        {"width": [64], "seed": [8]},
+    ]
     assert events[-1].status == "success"
     third = doc_of("third")
     assert third["timing"]["cached_nodes"] == 4 and third["timing"]["executed_nodes"] == 0
@@ -490,9 +497,7 @@ def test_a_node_failing_before_its_function_is_called_is_recorded_as_failed(exec
     failed = of(events, NodeFinished, "2")
     assert failed == [NodeFinished("2", failed[0].t_ns, "failed", "RuntimeError", "lazy check failed")]
     assert events[-1].status == "error"
-    assert [(n["id"], n["class_type"], n["status"]) for n in doc_of("p1")["nodes"]] == [
-        ("2", "LazyBroken", "failed")
-    ]
+    assert [(n["id"], n["class_type"], n["status"]) for n in doc_of("p1")["nodes"]] == [("2", "LazyBroken", "failed")]
 
 
 def test_an_interrupted_run_is_marked_interrupted(execution):
@@ -546,7 +551,13 @@ def test_compound_subgraph_ids_stay_strings(execution):
         "54:62:174": {"class_type": "Sink", "inputs": {"value": ["98:2", 0]}},
     }
     executor = run(execution, prompt, outputs=("54:62:174",))
-    run(execution, {**prompt, "54:62:174": {"class_type": "Sink", "inputs": {"value": ["98:17", 0]}}}, "again", ("54:62:174",), executor)
+    run(
+        execution,
+        {**prompt, "54:62:174": {"class_type": "Sink", "inputs": {"value": ["98:17", 0]}}},
+        "again",
+        ("54:62:174",),
+        executor,
+    )
     events = events_of("p1")
     assert [e.node_id for e in of(events, NodeStarted)] == ["98:17", "98:2", "54:62:174"]
     assert of(events, NodeInputs, "54:62:174")[0].inputs == {"value": [7], "unique_id": ["54:62:174"]}
@@ -572,7 +583,9 @@ def test_a_lazy_node_is_recorded_once_with_the_start_and_end_of_its_call(executi
     # ComfyUI entered node 3 twice (PENDING, then SUCCESS) and called it once.
     assert len(times(calls, "execute", ">", "3")) == 2 and len(times(calls, "get_output_data", ">", "3")) == 1
     events = events_of("p1")
-    assert len(of(events, NodeStarted, "3")) == len(of(events, NodeInputs, "3")) == len(of(events, NodeFinished, "3")) == 1
+    assert (
+        len(of(events, NodeStarted, "3")) == len(of(events, NodeInputs, "3")) == len(of(events, NodeFinished, "3")) == 1
+    )
     start, end = of(events, NodeStarted, "3")[0].t_ns, of(events, NodeFinished, "3")[0].t_ns
     assert times(calls, "execute", "<", "3")[0] < times(calls, "get_output_data", ">", "3")[0] <= start
     assert start < end <= times(calls, "get_output_data", "<", "3")[0]
@@ -644,7 +657,11 @@ def test_a_failing_async_node_is_recorded_as_failed_when_its_task_fails(executio
     [failed] = of(events, NodeFinished, "1")
     assert (failed.status, failed.error_type, failed.error_message) == ("failed", "RuntimeError", "async boom 7")
     assert failed.t_ns < times(calls, "execute", ">", "1")[1]
-    assert (events[-1].status, events[-1].error_type, events[-1].error_message) == ("error", "RuntimeError", "async boom 7")
+    assert (events[-1].status, events[-1].error_type, events[-1].error_message) == (
+        "error",
+        "RuntimeError",
+        "async boom 7",
+    )
 
 
 def test_expanded_nodes_are_recorded_with_their_real_parent_and_display_ids(execution):
@@ -671,7 +688,10 @@ def test_expanded_nodes_are_recorded_with_their_real_parent_and_display_ids(exec
     assert [e.node_id for e in of(events, NodeFinished)] == ["1", "2.0.0.1", "2.0.0.2", "2", "3"]
     assert ends["2.0.0.2"] <= ends["2"] <= of(events, NodeStarted, "3")[0].t_ns
     doc = doc_of("p1", saved_by="3")
-    assert [(n["id"], n["class_type"], n["status"], n.get("display_id"), n.get("parent_id"), n.get("inputs")) for n in doc["nodes"]] == [
+    assert [
+        (n["id"], n["class_type"], n["status"], n.get("display_id"), n.get("parent_id"), n.get("inputs"))
+        for n in doc["nodes"]
+    ] == [
         ("1", "IntConst", "executed", None, None, {"value": 5}),
         ("2", "Expand", "executed", None, None, {"value": 5}),
         ("2.0.0.1", "Add", "executed", "2", "2", {"a": 5, "b": 1}),
@@ -856,7 +876,9 @@ def _observable(executor) -> Any:
         if isinstance(value, dict):
             out = {k: plain(v) for k, v in value.items() if k != "timestamp"}
             if "traceback" in out:  # every wrapper adds its own frames; ComfyUI's are the same
-                out["traceback"] = [f for f in out["traceback"] if "runtime_metadata" not in f and "/capture/hooks.py" not in f]
+                out["traceback"] = [
+                    f for f in out["traceback"] if "runtime_metadata" not in f and "/capture/hooks.py" not in f
+                ]
             return out
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
@@ -881,7 +903,18 @@ def test_outputs_are_identical_with_capture_on_and_off(env, variant):
         seen = [_observable(executor)]
         run(module, MIXED, "m2", ("6", "8"), executor, extra=extra)  # cached
         seen.append(_observable(executor))
-        run(module, {**MIXED, "9": {"class_type": "Fail", "inputs": {"value": 1}}, "5": {"class_type": "Lazy", "inputs": {"use_a": False, "a": ["4", 0], "b": ["9", 0]}}}, "m3", ("6", "8"), executor, extra=extra)
+        run(
+            module,
+            {
+                **MIXED,
+                "9": {"class_type": "Fail", "inputs": {"value": 1}},
+                "5": {"class_type": "Lazy", "inputs": {"use_a": False, "a": ["4", 0], "b": ["9", 0]}},
+            },
+            "m3",
+            ("6", "8"),
+            executor,
+            extra=extra,
+        )
         seen.append(_observable(executor))
         return seen
 
@@ -970,7 +1003,9 @@ FAULT_POINTS = {
 
 
 @pytest.mark.parametrize("point", sorted(FAULT_POINTS))
-def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_off(execution, monkeypatch, caplog, point):
+def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_off(
+    execution, monkeypatch, caplog, point
+):
     AsyncSleep.delay = 0.01
     executor = run(execution, FAULT_PROMPT, "warm", ("5",))  # so that node 1 is cached next
     assert testnodes.Sink.calls == [131] and hooks.STATUS.active
@@ -1072,7 +1107,9 @@ def test_an_unknown_get_output_data_is_skipped_and_the_rest_installed(env):
     module = load_modern("2026")
     inner = module.get_output_data
 
-    async def get_output_data(prompt_id, unique_id, obj, inputs, execution_block_cb=None, pre_execute_cb=None, v3_data=None):
+    async def get_output_data(
+        prompt_id, unique_id, obj, inputs, execution_block_cb=None, pre_execute_cb=None, v3_data=None
+    ):
         return await inner(prompt_id, unique_id, obj, inputs, execution_block_cb, pre_execute_cb, v3_data=v3_data)
 
     module.get_output_data = get_output_data

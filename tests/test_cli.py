@@ -19,7 +19,13 @@ def test_replay_prints_the_document_and_check_accepts_the_matching_image(tmp_pat
     log = tmp_path / "p-1.rtlog"
     write_log_file(log, run_events())
     image = tmp_path / "img.png"
-    save_image(Image.new("RGB", (8, 8)), image, "png", prompt=run_events()[0].prompt, document=build_document(run_events(), "4"))
+    save_image(
+        Image.new("RGB", (8, 8)),
+        image,
+        "png",
+        prompt=run_events()[0].prompt,
+        document=build_document(run_events(), "4"),
+    )
     assert main(["replay", str(log), "--json"]) == 0
     replayed = json.loads(capsys.readouterr().out)
     assert replayed["runtime"]["saved_by"]["id"] == "4"

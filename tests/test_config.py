@@ -35,14 +35,26 @@ def test_no_file_means_defaults(cfg_file: Path) -> None:
 
 
 def test_the_aaa_file_keys_are_read(cfg_file: Path) -> None:
-    write(cfg_file, {
-        "runtime_hooks": {"enabled": True, "log_disagreements": True, "log_performance": True, "inline_size_limit_kb": 8},
-        "debug": {"enabled": True},
-        "metadata": {"enable_hash_cache": False},
-    })
+    write(
+        cfg_file,
+        {
+            "runtime_hooks": {
+                "enabled": True,
+                "log_disagreements": True,
+                "log_performance": True,
+                "inline_size_limit_kb": 8,
+            },
+            "debug": {"enabled": True},
+            "metadata": {"enable_hash_cache": False},
+        },
+    )
     assert config.get() == config.Config(
-        hooks_enabled=True, log_disagreements=True, log_performance=True, inline_size_limit_kb=8,
-        debug=True, enable_hash_cache=False,
+        hooks_enabled=True,
+        log_disagreements=True,
+        log_performance=True,
+        inline_size_limit_kb=8,
+        debug=True,
+        enable_hash_cache=False,
     )
 
 

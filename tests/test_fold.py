@@ -54,7 +54,10 @@ def test_folding_any_prefix_then_the_rest_equals_folding_it_all(events):
 
 
 def test_a_failed_node_carries_its_error(events):
-    failing = events[:5] + [NodeStarted("2", "EmptyImage", 4_000), NodeFinished("2", 5_000, "failed", "ValueError", "bad size")]
+    failing = events[:5] + [
+        NodeStarted("2", "EmptyImage", 4_000),
+        NodeFinished("2", 5_000, "failed", "ValueError", "bad size"),
+    ]
     doc = runtime_document(project(None, failing))
     assert doc["nodes"][-1]["error"] == {"type": "ValueError", "message": "bad size"}
     assert doc["nodes"][-1]["status"] == "failed"

@@ -156,7 +156,9 @@ def test_schema_evolution_old_frames_decode_with_new_defaults():
     old = msgspec.msgpack.encode(["RunStarted", "p", 1, 2, {}, None, "c", "v"])
     event = msgspec.msgpack.decode(old, type=AnyEvent)
     assert isinstance(event, RunStarted) and event.environment == {}
-    assert isinstance(msgspec.msgpack.decode(msgspec.msgpack.encode(NodeFinished("1", 5, "executed")), type=AnyEvent), NodeFinished)
+    assert isinstance(
+        msgspec.msgpack.decode(msgspec.msgpack.encode(NodeFinished("1", 5, "executed")), type=AnyEvent), NodeFinished
+    )
 
 
 def test_a_file_log_reaches_the_disk_as_it_grows_not_only_at_the_end(tmp_path: Path):
@@ -205,7 +207,10 @@ def test_damage_in_a_batch_loses_that_batch_only(events):
 TUPLE_FORMS = [
     (NodeStarted("7", "KSampler", 5), ("NodeStarted", "7", "KSampler", 5, None, None)),
     (NodeStarted("7.0.1", "K", 5, "7", "7"), ("NodeStarted", "7.0.1", "K", 5, "7", "7")),
-    (NodeInputs("98:17", 6, {"seed": [1, 2], "cfg": [7.5]}, 2), ("NodeInputs", "98:17", 6, {"seed": [1, 2], "cfg": [7.5]}, 2)),
+    (
+        NodeInputs("98:17", 6, {"seed": [1, 2], "cfg": [7.5]}, 2),
+        ("NodeInputs", "98:17", 6, {"seed": [1, 2], "cfg": [7.5]}, 2),
+    ),
     (NodeFinished("7", 9, "executed"), ("NodeFinished", "7", 9, "executed", None, None)),
 ]
 

@@ -220,9 +220,7 @@ def test_a_link_to_a_node_of_unknown_class_is_unknown_never_the_class_name():
     prompt = load("txt2img")
     prompt["30"] = {"class_type": "CR Seed", "inputs": {"seed": 5}}
     prompt["3"]["inputs"]["seed"] = ["30", 0]
-    assert (
-        parse_generation(prompt, "9")["sampler"]["seed"] == "unknown (linked from node 30, CR Seed)"
-    )
+    assert parse_generation(prompt, "9")["sampler"]["seed"] == "unknown (linked from node 30, CR Seed)"
 
 
 def test_a_link_to_a_missing_node_or_a_cycle_is_a_link_the_parser_could_not_follow():
@@ -304,9 +302,7 @@ def test_extra_rules_teach_the_parser_another_pack():
         {
             "KSampler (Efficient)": RULES["KSampler"],
             "Seed (rgthree)": PassThrough({0: "seed"}),
-            "CheckpointLoaderSimple": Node(
-                fields={"model": "ckpt_name", "model_kind": "ckpt_name"}
-            ),
+            "CheckpointLoaderSimple": Node(fields={"model": "ckpt_name", "model_kind": "ckpt_name"}),
         }
     )
     generation = parse_generation(prompt, "9", rules=rules)
@@ -322,9 +318,7 @@ def test_the_result_does_not_depend_on_key_order_or_integer_link_ids():
         for name, value in node["inputs"].items():
             if isinstance(value, list):
                 node["inputs"][name] = [int(value[0]), value[1]]
-    assert json.dumps(parse_generation(shuffled, "60")) == json.dumps(
-        parse_generation(prompt, "60")
-    )
+    assert json.dumps(parse_generation(shuffled, "60")) == json.dumps(parse_generation(prompt, "60"))
 
 
 def test_a_save_node_that_is_not_in_the_prompt_describes_nothing():

@@ -224,9 +224,7 @@ def exiftool(*args: str) -> str:
     exe = shutil.which("exiftool")
     if exe is None:
         absent("exiftool", "no exiftool on PATH")
-    return subprocess.run(
-        [exe, *args], check=True, capture_output=True, text=True, timeout=60
-    ).stdout  # type: ignore[list-item]
+    return subprocess.run([exe, *args], check=True, capture_output=True, text=True, timeout=60).stdout  # type: ignore[list-item]
 
 
 def infotext_fields(text: str) -> dict[str, str]:
@@ -256,9 +254,7 @@ def test_exiftool(images: dict[tuple[str, str], Path], case: str, fmt: str) -> N
     assert tags[text_tag] == a1111_parameters(generation)
     assert infotext_fields(tags[text_tag]) == expected(generation)
     meta = read_metadata(path)
-    document_text = encode_document(
-        {"schema": 1, "runtime": {"prompt_id": case}, "workflow": workflow}
-    ).decode()
+    document_text = encode_document({"schema": 1, "runtime": {"prompt_id": case}, "workflow": workflow}).decode()
     if fmt == "png":
         assert (tags["PNG:Prompt"], tags["PNG:Workflow"]) == (
             json.dumps(PROMPT),
@@ -280,14 +276,10 @@ def test_exiftool(images: dict[tuple[str, str], Path], case: str, fmt: str) -> N
 
 
 @pytest.mark.parametrize(("case", "fmt"), CASE_FORMATS)
-def test_exiftool_finds_no_structural_fault(
-    images: dict[tuple[str, str], Path], case: str, fmt: str
-) -> None:
+def test_exiftool_finds_no_structural_fault(images: dict[tuple[str, str], Path], case: str, fmt: str) -> None:
     out = exiftool("-validate", "-warning", "-error", "-a", "-s", "-G1", str(images[(case, fmt)]))
     lines = [
-        line.split(":", 1)[1].strip()
-        for line in out.splitlines()
-        if re.match(r"\[ExifTool\]\s+(Warning|Error)", line)
+        line.split(":", 1)[1].strip() for line in out.splitlines() if re.match(r"\[ExifTool\]\s+(Warning|Error)", line)
     ]
     # Only "[minor] Odd offset": piexif does not word-align values, which no reader minds.
     assert all(line.startswith("[minor] Odd offset") for line in lines), lines

@@ -49,9 +49,7 @@ def run_events(
     ones never run.
     """
     resolved = resolved or {}
-    events: list[AnyEvent] = [
-        RunStarted("p-1", 1_700_000_000_000_000_000, 0, prompt, None, "ComfyUI test", "0.1.0")
-    ]
+    events: list[AnyEvent] = [RunStarted("p-1", 1_700_000_000_000_000_000, 0, prompt, None, "ComfyUI test", "0.1.0")]
     t = 0
     for nid, node in prompt.items():
         t += 100
@@ -334,9 +332,7 @@ def test_an_upstream_value_of_a_cached_sampler_stays_unknown_and_says_why():
     assert doc["generation"]["sampler"]["steps"] == UNKNOWN_STEPS
     assert doc["sources"]["sampler.steps"] == "parser"
     assert doc["disagreements"] == []
-    assert doc["unresolved"] == [
-        {"path": "sampler.steps", "value": UNKNOWN_STEPS, "cause": "node was cached"}
-    ]
+    assert doc["unresolved"] == [{"path": "sampler.steps", "value": UNKNOWN_STEPS, "cause": "node was cached"}]
     assert generation_document(prompt, None, "7")["unresolved"] == [
         {"path": "sampler.steps", "value": UNKNOWN_STEPS, "cause": "no runtime capture"}
     ]
@@ -382,21 +378,15 @@ def test_a_literal_the_run_changed_and_a_batch_list_are_disagreements_with_their
     state = run(prompt, resolved={"3": {"steps": 25, "seed": Batch([1, 2])}})
     result = reconcile(prompt, state, "9")
     assert result.disagreements == [
-        Disagreement(
-            "ai_info.generation.sampler.seed", 123456789, [1, 2], "node ran over a list of values"
-        ),
+        Disagreement("ai_info.generation.sampler.seed", 123456789, [1, 2], "node ran over a list of values"),
         Disagreement("ai_info.generation.sampler.steps", 20, 25, "value changed at run time"),
     ]
     assert result.unresolved == []
     seed, steps = (format_disagreement(d) for d in result.disagreements)
     assert seed == (
-        "[MetadataSaveImage] Disagreement at 'ai_info.generation.sampler.seed': "
-        "parser=123456789 → runtime=[1,2]"
+        "[MetadataSaveImage] Disagreement at 'ai_info.generation.sampler.seed': parser=123456789 → runtime=[1,2]"
     )
-    assert steps == (
-        "[MetadataSaveImage] Disagreement at 'ai_info.generation.sampler.steps': "
-        "parser=20 → runtime=25"
-    )
+    assert steps == ("[MetadataSaveImage] Disagreement at 'ai_info.generation.sampler.steps': parser=20 → runtime=25")
 
 
 def test_a_text_the_capture_summary_cut_agrees_with_the_full_prompt_text():
@@ -412,9 +402,7 @@ def test_a_text_the_capture_summary_cut_agrees_with_the_full_prompt_text():
 
 
 def test_the_log_line_cuts_each_value_to_50_characters():
-    d = Disagreement(
-        "ai_info.generation.positive", "x" * 80, "line one\nline two", "value changed at run time"
-    )
+    d = Disagreement("ai_info.generation.positive", "x" * 80, "line one\nline two", "value changed at run time")
     assert format_disagreement(d) == (
         f"[MetadataSaveImage] Disagreement at 'ai_info.generation.positive': parser={'x' * 49}… "
         "→ runtime=line one line two"
@@ -426,8 +414,7 @@ def test_the_log_line_cuts_each_value_to_50_characters():
         "cause": "x",
     }
     assert format_disagreement(as_dict) == (
-        "[MetadataSaveImage] Disagreement at 'ai_info.generation.vae': "
-        "parser=a.safetensors → runtime=absent"
+        "[MetadataSaveImage] Disagreement at 'ai_info.generation.vae': parser=a.safetensors → runtime=absent"
     )
 
 
@@ -474,8 +461,6 @@ def test_a_value_behind_a_switch_the_parser_guessed_differs_with_the_switch_as_c
     assert result.parser["sampler"]["seed"] == 111  # on_1: the parser's guess
     assert result.disagreements == [
         Disagreement("ai_info.generation.sampler.seed", 111, 222, "switch picked another branch"),
-        Disagreement(
-            "ai_info.generation.sampler.steps", UNKNOWN_STEPS, 16, "value computed upstream"
-        ),
+        Disagreement("ai_info.generation.sampler.steps", UNKNOWN_STEPS, 16, "value computed upstream"),
     ]
     assert reconcile(prompt, None, "7").sources["sampler.seed"] == "parser-guess"

@@ -57,9 +57,7 @@ REQUIRED = {
 }
 
 
-@pytest.mark.parametrize(
-    ("kind", "class_type"), [(kind, ct) for kind, names in REQUIRED.items() for ct in names]
-)
+@pytest.mark.parametrize(("kind", "class_type"), [(kind, ct) for kind, names in REQUIRED.items() for ct in names])
 def test_the_table_covers_the_core_nodes_with_the_right_kind(kind, class_type):
     assert isinstance(RULES[class_type], kind)
 
@@ -113,9 +111,7 @@ def test_int_math_rejects_what_it_cannot_compute():
         int_math("1", 2, "add")
     with pytest.raises(TypeError):
         int_math(True, 2, "add")
-    assert (
-        int_math(16.0, 4, "multiply") == 64
-    )  # ComfyUI's validation makes an integral FLOAT an INT
+    assert int_math(16.0, 4, "multiply") == 64  # ComfyUI's validation makes an integral FLOAT an INT
 
 
 def test_the_switch_rule_mirrors_the_node_on_1_if_select_is_1_else_on_2():
@@ -137,9 +133,7 @@ def test_transforms_normalise_values_for_both_views_alike():
 def test_the_table_is_read_only_and_extend_returns_a_new_one():
     with pytest.raises(TypeError):
         RULES["MyNode"] = Node()  # type: ignore[index]
-    mine = extend(
-        {"KSampler (Efficient)": RULES["KSampler"], "Seed (rgthree)": PassThrough({0: "seed"})}
-    )
+    mine = extend({"KSampler (Efficient)": RULES["KSampler"], "Seed (rgthree)": PassThrough({0: "seed"})})
     assert mine["KSampler (Efficient)"] is RULES["KSampler"]
     assert "Seed (rgthree)" not in RULES
     with pytest.raises(TypeError):

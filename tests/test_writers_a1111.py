@@ -62,10 +62,7 @@ def test_full_generation_gives_the_exact_a1111_string() -> None:
 
 def test_missing_fields_are_simply_omitted() -> None:
     gen = {"positive": "a dog", "sampler": {"name": "euler", "steps": 8, "seed": 1}}
-    assert (
-        parameters(gen)
-        == "a dog\nNegative prompt: \nSteps: 8, Sampler: Euler, Seed: 1, Version: ComfyUI"
-    )
+    assert parameters(gen) == "a dog\nNegative prompt: \nSteps: 8, Sampler: Euler, Seed: 1, Version: ComfyUI"
 
 
 def test_none_values_are_omitted_like_missing_ones() -> None:
@@ -126,9 +123,7 @@ def test_multiline_prompts_keep_their_lines() -> None:
     gen = copy.deepcopy(GENERATION)
     gen["positive"] = "line one\nline two, 猫"
     text = parameters(gen)
-    assert text is not None and text.startswith(
-        "line one\nline two, 猫\nNegative prompt: blurry\nSteps: 20, "
-    )
+    assert text is not None and text.startswith("line one\nline two, 猫\nNegative prompt: blurry\nSteps: 20, ")
 
 
 @pytest.mark.parametrize(
@@ -188,11 +183,5 @@ def test_helpers() -> None:
     assert model_stem("SDXL\\juggernaut_v9.safetensors") == "juggernaut_v9"
     assert model_stem("flux1-dev-Q8_0.gguf") == "flux1-dev-Q8_0"
     assert model_stem("plain") == "plain"
-    assert (
-        number(7.0) == "7" and number(7.5) == "7.5" and number(0.1) == "0.1" and number(20) == "20"
-    )
-    assert (
-        quote("plain text") == "plain text"
-        and quote("a:b") == '"a:b"'
-        and quote("猫,犬") == '"猫,犬"'
-    )
+    assert number(7.0) == "7" and number(7.5) == "7.5" and number(0.1) == "0.1" and number(20) == "20"
+    assert quote("plain text") == "plain text" and quote("a:b") == '"a:b"' and quote("猫,犬") == '"猫,犬"'

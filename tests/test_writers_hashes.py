@@ -74,9 +74,7 @@ def test_touched_file_is_hashed_again(model: Path, count_hashing: list[str]) -> 
     assert len(count_hashing) == 2
 
 
-def test_file_cache_survives_a_restart(
-    model: Path, tmp_path: Path, count_hashing: list[str]
-) -> None:
+def test_file_cache_survives_a_restart(model: Path, tmp_path: Path, count_hashing: list[str]) -> None:
     cache_file = tmp_path / "hashes.json"
     value = HashCache(cache_file).autov2(model)
     stored = json.loads(cache_file.read_text())
@@ -87,9 +85,7 @@ def test_file_cache_survives_a_restart(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rm-tmp-")]
 
 
-@pytest.mark.parametrize(
-    "content", [b"", b"{not json", b'{"version": 1, "entries": [{"path": 3}]}', b"[]"]
-)
+@pytest.mark.parametrize("content", [b"", b"{not json", b'{"version": 1, "entries": [{"path": 3}]}', b"[]"])
 def test_broken_cache_file_is_ignored(model: Path, tmp_path: Path, content: bytes) -> None:
     cache_file = tmp_path / "hashes.json"
     cache_file.write_bytes(content)
@@ -97,9 +93,7 @@ def test_broken_cache_file_is_ignored(model: Path, tmp_path: Path, content: byte
     assert json.loads(cache_file.read_text())["entries"][0]["sha256"].startswith(autov2(model))
 
 
-def test_disabled_cache_rehashes_and_writes_nothing(
-    model: Path, tmp_path: Path, count_hashing: list[str]
-) -> None:
+def test_disabled_cache_rehashes_and_writes_nothing(model: Path, tmp_path: Path, count_hashing: list[str]) -> None:
     cache_file = tmp_path / "hashes.json"
     cache = HashCache(cache_file, enabled=False)
     cache.autov2(model)

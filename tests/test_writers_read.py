@@ -25,10 +25,7 @@ WORKFLOW = {"nodes": [{"id": 1}], "links": []}
 
 def chunk(kind: bytes, data: bytes, *, crc: int | None = None) -> bytes:
     return (
-        struct.pack(">I", len(data))
-        + kind
-        + data
-        + struct.pack(">I", zlib.crc32(kind + data) if crc is None else crc)
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) if crc is None else crc)
     )
 
 
@@ -60,9 +57,7 @@ def test_damaged_chunk_is_reported_and_the_others_are_read(tmp_path: Path) -> No
     path = write(
         tmp_path,
         "a.png",
-        png_with(
-            chunk(b"tEXt", b"prompt\x00{broken", crc=0), text("workflow", json.dumps(WORKFLOW))
-        ),
+        png_with(chunk(b"tEXt", b"prompt\x00{broken", crc=0), text("workflow", json.dumps(WORKFLOW))),
     )
     meta = read_metadata(path)
     assert meta.workflow == WORKFLOW and meta.prompt is None
@@ -97,9 +92,7 @@ def test_compressed_text_bomb_stops_at_the_limit(tmp_path: Path) -> None:
     meta = read_metadata(path)
     assert time.perf_counter() - started < 5
     assert meta.prompt == PROMPT and meta.workflow is None
-    assert meta.problems == [
-        f"PNG zTXt chunk unreadable: inflates past MAX_TEXT_BYTES ({MAX_TEXT_BYTES})"
-    ]
+    assert meta.problems == [f"PNG zTXt chunk unreadable: inflates past MAX_TEXT_BYTES ({MAX_TEXT_BYTES})"]
 
 
 def test_truncated_png_keeps_the_chunks_before_the_cut(tmp_path: Path) -> None:
@@ -111,9 +104,7 @@ def test_truncated_png_keeps_the_chunks_before_the_cut(tmp_path: Path) -> None:
 
 
 def test_chunk_claiming_gigabytes_is_not_allocated(tmp_path: Path) -> None:
-    data = png_with(
-        text("prompt", json.dumps(PROMPT)), struct.pack(">I", 0x7FFF_FFF0) + b"tEXt" + b"key\x00"
-    )
+    data = png_with(text("prompt", json.dumps(PROMPT)), struct.pack(">I", 0x7FFF_FFF0) + b"tEXt" + b"key\x00")
     meta = read_metadata(write(tmp_path, "a.png", data))
     assert meta.prompt == PROMPT and "claims 2147483632 bytes" in meta.problems[0]
 
@@ -144,9 +135,7 @@ def test_non_json_values_and_duplicates_and_language_tags(tmp_path: Path) -> Non
     path = write(
         tmp_path,
         "a.png",
-        png_with(
-            text("prompt", "not json"), text("prompt", "{}"), itxt, text("runtime_metadata", "[1]")
-        ),
+        png_with(text("prompt", "not json"), text("prompt", "{}"), itxt, text("runtime_metadata", "[1]")),
     )
     meta = read_metadata(path)
     assert meta.prompt is None and meta.parameters == "a cat" and meta.document is None
@@ -160,9 +149,7 @@ def test_non_json_values_and_duplicates_and_language_tags(tmp_path: Path) -> Non
 
 
 def test_read_text_chunks_survives_what_pillow_refuses(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "a.png", png_with(text("prompt", "p"), ztxt("workflow", b"w" * (2 << 20)))
-    )
+    path = write(tmp_path, "a.png", png_with(text("prompt", "p"), ztxt("workflow", b"w" * (2 << 20))))
     assert read_text_chunks(path) == {"prompt": "p", "workflow": "w" * (2 << 20)}
 
 
@@ -201,9 +188,7 @@ def test_damaged_exif_does_not_hide_the_xmp_document(tmp_path: Path) -> None:
 def test_xmp_with_entities_is_refused(tmp_path: Path) -> None:
     laughs = (
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
-        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><d xmlns="'
-        + NAMESPACE.encode()
-        + b'">&b;</d></x:xmpmeta>'
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><d xmlns="' + NAMESPACE.encode() + b'">&b;</d></x:xmpmeta>'
     )
     with pytest.raises(ValueError, match="DOCTYPE"):
         parse_xmp(laughs)
@@ -220,9 +205,7 @@ def test_utf16_xmp_cannot_smuggle_a_doctype() -> None:
 
 def test_xmp_escapes_markup_in_the_document() -> None:
     doc = json.dumps({"text": "<b>&amp;</b> \ufffe"})
-    assert json.loads(
-        parse_xmp(build_xmp(XmpFields(doc, ("prompt",)))).document or ""
-    ) == json.loads(doc)
+    assert json.loads(parse_xmp(build_xmp(XmpFields(doc, ("prompt",)))).document or "") == json.loads(doc)
 
 
 def test_truncated_webp_is_reported(tmp_path: Path) -> None:

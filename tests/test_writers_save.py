@@ -63,9 +63,7 @@ PROMPT: dict[str, Any] = {
 }
 WORKFLOW: dict[str, Any] = {
     "last_node_id": 9,
-    "nodes": [
-        {"id": int(k), "type": v["class_type"], "widgets_values": []} for k, v in PROMPT.items()
-    ],
+    "nodes": [{"id": int(k), "type": v["class_type"], "widgets_values": []} for k, v in PROMPT.items()],
     "links": [[1, 4, 0, 3, 0, "MODEL"], [2, 6, 0, 3, 1, "CONDITIONING"]],
     "version": 0.4,
 }
@@ -130,9 +128,7 @@ def check_pointer(meta: Any, image_path: Path, content_bytes: int) -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize(
-    ("size", "inline"), [(31 * KB, True), (32 * KB, True), (32 * KB + 1, False), (33 * KB, False)]
-)
+@pytest.mark.parametrize(("size", "inline"), [(31 * KB, True), (32 * KB, True), (32 * KB + 1, False), (33 * KB, False)])
 def test_round_trip_inline_or_sidecar_around_the_limit(
     tmp_path: Path, image: Image.Image, fmt: str, size: int, inline: bool
 ) -> None:
@@ -208,9 +204,7 @@ def test_png_chunks_are_comfyui_text_in_order(tmp_path: Path, image: Image.Image
     assert read_metadata(path).extra == {"other": [1, 2]}
 
 
-def test_non_latin1_parameters_go_to_uncompressed_itxt_without_language(
-    tmp_path: Path, image: Image.Image
-) -> None:
+def test_non_latin1_parameters_go_to_uncompressed_itxt_without_language(tmp_path: Path, image: Image.Image) -> None:
     text = a1111_parameters({**GENERATION, "positive": "a cat, 猫"})
     path = tmp_path / "u.png"
     save_image(image, path, "png", prompt=PROMPT, parameters=text)
@@ -224,21 +218,15 @@ def test_non_latin1_parameters_go_to_uncompressed_itxt_without_language(
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "webp"])
-def test_exif_tags_are_where_comfyui_and_readers_look(
-    tmp_path: Path, image: Image.Image, fmt: str
-) -> None:
+def test_exif_tags_are_where_comfyui_and_readers_look(tmp_path: Path, image: Image.Image, fmt: str) -> None:
     path = tmp_path / f"a.{fmt}"
-    save_image(
-        image, path, fmt, prompt=PROMPT, extra_pnginfo={"workflow": WORKFLOW}, parameters=PARAMETERS
-    )  # type: ignore[arg-type]
+    save_image(image, path, fmt, prompt=PROMPT, extra_pnginfo={"workflow": WORKFLOW}, parameters=PARAMETERS)  # type: ignore[arg-type]
     exif = reopen(path).getexif()
     assert exif[0x010E] == "prompt:" + json.dumps(PROMPT)
     assert exif[0x010F] == "workflow:" + json.dumps(WORKFLOW)
     assert 0x0110 not in exif  # never IFD0 Model: sd-prompt-reader json.loads it
     raw = piexif.load(reopen(path).info["exif"])
-    assert raw["Exif"][piexif.ExifIFD.UserComment] == b"UNICODE\x00" + PARAMETERS.encode(
-        "utf-16-be"
-    )  # type: ignore[union-attr]
+    assert raw["Exif"][piexif.ExifIFD.UserComment] == b"UNICODE\x00" + PARAMETERS.encode("utf-16-be")  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -315,9 +303,7 @@ def test_jpeg_over_budget_drops_workflow_second_and_keeps_usercomment_and_pointe
         inline_size_limit_kb=LIMIT_KB,
     )
     assert result.dropped == ("prompt", "workflow")
-    assert (
-        exif_drops("jpeg", image.size, PROMPT, {"workflow": workflow}, PARAMETERS) == result.dropped
-    )
+    assert exif_drops("jpeg", image.size, PROMPT, {"workflow": workflow}, PARAMETERS) == result.dropped
     assert exif_drops("webp", image.size, PROMPT, {"workflow": workflow}, PARAMETERS) == ()
     meta = read_metadata(path)
     assert meta.problems == [] and meta.dropped == ("prompt", "workflow")
@@ -359,9 +345,7 @@ def _exif_of_size(target: int) -> tuple[dict[str, Any], int]:
     return prompt, size
 
 
-@pytest.mark.parametrize(
-    ("target", "dropped"), [(JPEG_EXIF_MAX, ()), (JPEG_EXIF_MAX + 1, ("prompt",))]
-)
+@pytest.mark.parametrize(("target", "dropped"), [(JPEG_EXIF_MAX, ()), (JPEG_EXIF_MAX + 1, ("prompt",))])
 def test_jpeg_exif_limit_is_exactly_65533_bytes(
     tmp_path: Path, image: Image.Image, target: int, dropped: tuple[str, ...]
 ) -> None:
@@ -391,9 +375,7 @@ def test_pillow_itself_refuses_one_byte_more_than_the_limit(image: Image.Image) 
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "webp"])
-def test_extra_pnginfo_keys_beyond_the_spare_tags_are_dropped(
-    tmp_path: Path, image: Image.Image, fmt: str
-) -> None:
+def test_extra_pnginfo_keys_beyond_the_spare_tags_are_dropped(tmp_path: Path, image: Image.Image, fmt: str) -> None:
     extra = {"workflow": WORKFLOW, "a": 1, "b": [2], "c": {"3": 3}, "d": "four"}
     path = tmp_path / f"x.{fmt}"
     result = save_image(image, path, fmt, prompt=PROMPT, extra_pnginfo=extra, parameters=PARAMETERS)  # type: ignore[arg-type]

@@ -97,9 +97,7 @@ def test_pointer_with_parent_folder_is_refused(tmp_path: Path) -> None:
     inner.mkdir()
     data = ZstdCodec().compress(CONTENT)
     (tmp_path / ("x" + SIDECAR_SUFFIX)).write_bytes(data)  # a real, matching file one level up
-    image = image_with_pointer(
-        inner / "a.png", pointer_for("../x" + SIDECAR_SUFFIX, data, len(CONTENT))
-    )
+    image = image_with_pointer(inner / "a.png", pointer_for("../x" + SIDECAR_SUFFIX, data, len(CONTENT)))
     refused(image, pointer_for("../x" + SIDECAR_SUFFIX, data, len(CONTENT)), "path separator")
 
 
@@ -210,15 +208,11 @@ def rle_bomb(total: int) -> bytes:
 
 def test_the_bomb_is_real() -> None:
     """Check the test's own bomb: it does inflate (here to 1 MiB) with stock zstd."""
-    assert zstandard.ZstdDecompressor().stream_reader(rle_bomb(1 << 20)).read(2 << 20) == bytes(
-        1 << 20
-    )
+    assert zstandard.ZstdDecompressor().stream_reader(rle_bomb(1 << 20)).read(2 << 20) == bytes(1 << 20)
 
 
 @pytest.mark.parametrize("claimed", [MAX_SIDECAR_BYTES * 64, 1000])
-def test_zstd_bomb_stops_at_the_limit_without_allocating_gigabytes(
-    tmp_path: Path, claimed: int
-) -> None:
+def test_zstd_bomb_stops_at_the_limit_without_allocating_gigabytes(tmp_path: Path, claimed: int) -> None:
     data = rle_bomb(4 << 30)  # inflates to 4 GiB from ~128 KiB
     assert len(data) < 200_000
     name = "bomb" + SIDECAR_SUFFIX

@@ -81,9 +81,7 @@ def _png_text(chunk_type: bytes, data: bytes) -> PngText:
         if method != 0:
             raise ValueError("unknown compression method")
         body = _inflate(body)
-    return PngText(
-        key, body.decode("utf-8"), "iTXt", compressed=bool(flag), language=lang.decode("latin-1")
-    )
+    return PngText(key, body.decode("utf-8"), "iTXt", compressed=bool(flag), language=lang.decode("latin-1"))
 
 
 def walk_png(fh: BinaryIO, size: int) -> Found:
@@ -102,9 +100,7 @@ def walk_png(fh: BinaryIO, size: int) -> Found:
         name = chunk_type.decode("latin-1")
         found.chunk_order.append(name)
         if length > PNG_MAX_LENGTH or pos + 12 + length > size:
-            found.problems.append(
-                f"PNG chunk {name!r} claims {length} bytes past the end of the file"
-            )
+            found.problems.append(f"PNG chunk {name!r} claims {length} bytes past the end of the file")
             return found
         if chunk_type == b"IEND":
             return found
@@ -113,9 +109,7 @@ def walk_png(fh: BinaryIO, size: int) -> Found:
             pos += 12 + length
             continue
         if length > MAX_CHUNK_BYTES:
-            found.problems.append(
-                f"PNG {name} chunk of {length} bytes skipped (over MAX_CHUNK_BYTES)"
-            )
+            found.problems.append(f"PNG {name} chunk of {length} bytes skipped (over MAX_CHUNK_BYTES)")
             fh.seek(length + 4, 1)
             pos += 12 + length
             continue
@@ -193,9 +187,7 @@ def walk_webp(fh: BinaryIO, size: int) -> Found:
     pos = 12
     riff_end = 8 + struct.unpack("<I", header[4:8])[0]
     if riff_end > size:
-        found.problems.append(
-            f"WebP RIFF size claims {riff_end} bytes, the file has {size} (truncated)"
-        )
+        found.problems.append(f"WebP RIFF size claims {riff_end} bytes, the file has {size} (truncated)")
     end = min(size, riff_end)
     while pos + 8 <= end:
         chunk_header = fh.read(8)
@@ -206,15 +198,11 @@ def walk_webp(fh: BinaryIO, size: int) -> Found:
         found.chunk_order.append(name)
         padded = length + (length & 1)
         if pos + 8 + length > end:
-            found.problems.append(
-                f"WebP chunk {name!r} claims {length} bytes past the end of the file"
-            )
+            found.problems.append(f"WebP chunk {name!r} claims {length} bytes past the end of the file")
             return found
         pos += 8 + padded
         if fourcc in (b"EXIF", b"XMP ") and length > MAX_CHUNK_BYTES:
-            found.problems.append(
-                f"WebP {name} chunk of {length} bytes skipped (over MAX_CHUNK_BYTES)"
-            )
+            found.problems.append(f"WebP {name} chunk of {length} bytes skipped (over MAX_CHUNK_BYTES)")
         elif fourcc == b"EXIF" and found.exif is None:
             found.exif = fh.read(length)
             fh.seek(padded - length, 1)

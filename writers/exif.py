@@ -68,9 +68,7 @@ def decode_user_comment(value: bytes) -> str | None:
         # Big-endian is what we and A1111 write. Little-endian (some tools) shows as zero
         # bytes at odd positions: an infotext always ends with an ASCII settings line.
         little = body[:2] == b"\xff\xfe" or body[1::2].count(0) > body[0::2].count(0)
-        text = body.decode("utf-16-le" if little else "utf-16-be", errors="replace").lstrip(
-            "\ufeff"
-        )
+        text = body.decode("utf-16-le" if little else "utf-16-be", errors="replace").lstrip("\ufeff")
         return text or None
     if code.rstrip(b"\x00") in (b"ASCII", b""):
         return body.decode("utf-8", errors="replace").rstrip("\x00") or None
@@ -110,9 +108,7 @@ def build_exif(
     if parameters is not None:
         items.append(("parameters", "parameters", "Exif", USER_COMMENT, user_comment(parameters)))
     if jpeg_size is not None:
-        items += [
-            ("required", "", ifd, tag, value) for ifd, tag, value in _jpeg_required(*jpeg_size)
-        ]
+        items += [("required", "", ifd, tag, value) for ifd, tag, value in _jpeg_required(*jpeg_size)]
     # More extra keys than spare tags: the surplus has nowhere to go.
     dropped = [f"extra:{key}" for key, _ in tagged_extras[len(EXTRA_TAGS) :]]
 

@@ -60,9 +60,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 class HashCache:
     """SHA-256 of model files by (realpath, size, mtime_ns), in memory and optionally on disk."""
 
-    def __init__(
-        self, cache_file: str | os.PathLike[str] | None = None, *, enabled: bool = True
-    ) -> None:
+    def __init__(self, cache_file: str | os.PathLike[str] | None = None, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.cache_file = Path(cache_file) if cache_file is not None else None
         self._entries: dict[FileKey, str] = {}
@@ -126,8 +124,7 @@ class HashCache:
         if self.cache_file is None:
             return
         entries = [
-            {"path": k.realpath, "size": k.size, "mtime_ns": k.mtime_ns, "sha256": v}
-            for k, v in self._entries.items()
+            {"path": k.realpath, "size": k.size, "mtime_ns": k.mtime_ns, "sha256": v} for k, v in self._entries.items()
         ]
         payload = json.dumps({"version": CACHE_FILE_VERSION, "entries": entries}).encode()
         try:
@@ -135,9 +132,7 @@ class HashCache:
             # Not fsynced: losing the cache in a crash costs one re-hash, nothing else.
             atomic_write_bytes(self.cache_file, payload, durable=False)
         except OSError as exc:
-            log.warning(
-                "[runtime-metadata] could not write hash cache %s: %s", self.cache_file, exc
-            )
+            log.warning("[runtime-metadata] could not write hash cache %s: %s", self.cache_file, exc)
 
 
 def autov2(path: str | os.PathLike[str], cache: HashCache | None = None) -> str:

@@ -107,9 +107,7 @@ def _read_png(meta: ImageMetadata, found: Found) -> str | None:
         texts[chunk.key] = chunk.text
         if chunk.key in ("prompt", "workflow", "parameters") and chunk.chunk_type != "tEXt":
             # Not a problem for this reader, but ComfyUI's frontend and Civitai miss these.
-            meta.problems.append(
-                f"PNG {chunk.key!r} is {chunk.chunk_type}, not tEXt: other readers may miss it"
-            )
+            meta.problems.append(f"PNG {chunk.key!r} is {chunk.chunk_type}, not tEXt: other readers may miss it")
         if chunk.compressed and len(chunk.text.encode("utf-8")) > PIL_MAX_TEXT_CHUNK:
             meta.problems.append(
                 f"PNG {chunk.key!r} inflates past Pillow's MAX_TEXT_CHUNK: Pillow (and ComfyUI) refuse this file"

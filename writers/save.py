@@ -97,9 +97,7 @@ def summarize(document: Mapping[str, Any]) -> dict[str, Any]:
 
 def pointer_envelope(pointer: SidecarPointer, summary: Mapping[str, Any]) -> bytes:
     """What the image embeds in place of a document that went to a sidecar."""
-    return encode_document(
-        {"schema": pointer.schema, SIDECAR_KEY: pointer.to_dict(), "summary": dict(summary)}
-    )
+    return encode_document({"schema": pointer.schema, SIDECAR_KEY: pointer.to_dict(), "summary": dict(summary)})
 
 
 def _jpeg_image(image: Image.Image) -> Image.Image:
@@ -198,32 +196,22 @@ def save_image(
             try:
                 pointer = write_sidecar(target, content, schema=(document or {}).get("schema"))
             except (OSError, RuntimeMetadataError) as exc:
-                log.error(
-                    "[runtime-metadata] sidecar not written, image saved without document: %s", exc
-                )
+                log.error("[runtime-metadata] sidecar not written, image saved without document: %s", exc)
                 dropped.append("document")
                 embedded = None
             else:
                 sidecar = target.parent / pointer.file
-                embedded = pointer_envelope(
-                    pointer, summary if summary is not None else summarize(document or {})
-                )
+                embedded = pointer_envelope(pointer, summary if summary is not None else summarize(document or {}))
 
     text = embedded.decode("utf-8") if embedded is not None else None
     try:
         if fmt == "png":
-            chunks = png_chunks(
-                prompt, dict(extra_pnginfo) if extra_pnginfo else None, text, parameters
-            )
+            chunks = png_chunks(prompt, dict(extra_pnginfo) if extra_pnginfo else None, text, parameters)
             with atomic_open(target) as fh:
                 write_png(image, fh, chunks)
         else:
-            xmp = (
-                build_xmp(XmpFields(text, tuple(dropped))) if text is not None or dropped else None
-            )
-            _write_image(
-                image, target, fmt, quality=quality, lossless=lossless, exif=exif_data, xmp=xmp
-            )
+            xmp = build_xmp(XmpFields(text, tuple(dropped))) if text is not None or dropped else None
+            _write_image(image, target, fmt, quality=quality, lossless=lossless, exif=exif_data, xmp=xmp)
     except BaseException:
         if sidecar is not None:
             # A sidecar nobody points to is clutter; the failure itself is the caller's.
@@ -254,6 +242,4 @@ def _write_image(
         elif fmt == "jpeg":
             _jpeg_image(image).save(fh, format="JPEG", quality=quality, **extra)
         else:
-            _webp_image(image).save(
-                fh, format="WEBP", quality=quality, lossless=lossless, method=WEBP_METHOD, **extra
-            )
+            _webp_image(image).save(fh, format="WEBP", quality=quality, lossless=lossless, method=WEBP_METHOD, **extra)

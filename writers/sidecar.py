@@ -114,9 +114,7 @@ class ZstdCodec:
     """zstd with a content checksum; decompression that stops at a limit."""
 
     def __init__(self, level: int = ZSTD_LEVEL) -> None:
-        self._compressor = zstandard.ZstdCompressor(
-            level=level, write_checksum=True, write_content_size=True
-        )
+        self._compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
 
     def compress(self, content: bytes) -> bytes:
         """One zstd frame holding ``content``."""
@@ -140,9 +138,7 @@ class ZstdCodec:
         return bytes(out)
 
 
-def write_sidecar(
-    image_path: str | os.PathLike[str], content: bytes, schema: Any = None
-) -> SidecarPointer:
+def write_sidecar(image_path: str | os.PathLike[str], content: bytes, schema: Any = None) -> SidecarPointer:
     """Compress ``content`` into the image's sidecar (atomically, durably); return its pointer."""
     if len(content) > MAX_SIDECAR_BYTES:
         raise SidecarError(f"document of {len(content)} bytes exceeds MAX_SIDECAR_BYTES")
@@ -151,9 +147,7 @@ def write_sidecar(
     # Durable, because the image written next points here: after a crash the pointer must
     # not outlive its target.
     atomic_write_bytes(Path(image_path).parent / name, data, durable=True)
-    return SidecarPointer(
-        name, CODEC, len(data), hashlib.sha256(data).hexdigest(), schema, len(content)
-    )
+    return SidecarPointer(name, CODEC, len(data), hashlib.sha256(data).hexdigest(), schema, len(content))
 
 
 def resolve_sidecar(image_path: str | os.PathLike[str], pointer: SidecarPointer) -> Path:
@@ -196,15 +190,11 @@ def read_sidecar_bytes(image_path: str | os.PathLike[str], pointer: SidecarPoint
     if len(data) != pointer.bytes:
         raise SidecarError(f"sidecar changed while being read: {pointer.file}")
     if hashlib.sha256(data).hexdigest() != pointer.sha256:
-        raise SidecarError(
-            f"sidecar altered: sha256 of {pointer.file} does not match the image's pointer"
-        )
+        raise SidecarError(f"sidecar altered: sha256 of {pointer.file} does not match the image's pointer")
     limit = min(pointer.content_bytes, MAX_SIDECAR_BYTES)
     content = ZstdCodec().decompress(data, limit)
     if len(content) != pointer.content_bytes:
-        raise SidecarError(
-            f"sidecar holds {len(content)} bytes of JSON, the image says {pointer.content_bytes}"
-        )
+        raise SidecarError(f"sidecar holds {len(content)} bytes of JSON, the image says {pointer.content_bytes}")
     return content
 
 

@@ -18,7 +18,9 @@ def chain(start: int, sink: str | None = None) -> dict[str, Any]:
 
     ``sink``: an output node class to end it with (a server runs only prompts that have one).
     """
-    prompt: dict[str, Any] = {"0": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": start, "b": 1, "op": "add"}}}
+    prompt: dict[str, Any] = {
+        "0": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": start, "b": 1, "op": "add"}}
+    }
     for i in range(1, N_NODES):
         prompt[str(i)] = {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": [str(i - 1), 0], "b": 1, "op": "add"}}
     if sink is not None:
@@ -76,7 +78,11 @@ class Client:
             if message.type != 1:  # aiohttp.WSMsgType.TEXT; binary previews are not expected
                 continue
             data = json.loads(message.data)
-            if data.get("type") == "executing" and data["data"].get("node") is None and data["data"].get("prompt_id") == prompt_id:
+            if (
+                data.get("type") == "executing"
+                and data["data"].get("node") is None
+                and data["data"].get("prompt_id") == prompt_id
+            ):
                 return time.perf_counter_ns() - t0, prompt_id
             if data.get("type") == "execution_error":
                 raise AssertionError(f"the chain failed: {data}")

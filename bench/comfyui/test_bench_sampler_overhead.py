@@ -52,9 +52,16 @@ def txt2img(checkpoint: str, seed: int) -> dict[str, Any]:
         "5": {
             "class_type": "KSampler",
             "inputs": {
-                "model": ["1", 0], "seed": seed, "steps": 1, "cfg": 7.0, "sampler_name": "euler",
-                "scheduler": "normal", "positive": ["2", 0], "negative": ["3", 0],
-                "latent_image": ["4", 0], "denoise": 1.0,
+                "model": ["1", 0],
+                "seed": seed,
+                "steps": 1,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent_image": ["4", 0],
+                "denoise": 1.0,
             },
         },
         "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
@@ -97,6 +104,7 @@ def test_txt2img_with_a_real_sampler_capture_on_vs_off(benchmark, server, monkey
     def next_graph() -> dict[str, Any]:
         last_seed[0] = next(seeds)
         return txt2img(checkpoint, last_seed[0])
+
     off_ns: list[int] = []
     on_ids: list[str] = []
 

@@ -37,7 +37,9 @@ def server(comfy, tmp_path_factory):
     installation = ensure_comfyui(log=lambda message: None)
     os.environ.pop("AAA_METADATA_ENABLE_HOOKS", None)  # it would override config.json in the server
     plugin_dir = Path(runtime_metadata.__file__).resolve().parent
-    with ComfyServer(installation, plugin_dir, env={"AAA_METADATA_CONFIG": str(config)}, extra_nodes={"benchpack": BENCHPACK}) as srv:
+    with ComfyServer(
+        installation, plugin_dir, env={"AAA_METADATA_CONFIG": str(config)}, extra_nodes={"benchpack": BENCHPACK}
+    ) as srv:
         yield srv, config
 
 

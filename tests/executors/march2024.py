@@ -79,7 +79,9 @@ def get_output_data(obj, input_data_all):
     return output, ui
 
 
-def recursive_execute(server, prompt, outputs, current_item, extra_data, executed, prompt_id, outputs_ui, object_storage):
+def recursive_execute(
+    server, prompt, outputs, current_item, extra_data, executed, prompt_id, outputs_ui, object_storage
+):
     unique_id = current_item
     inputs = prompt[unique_id]["inputs"]
     class_type = prompt[unique_id]["class_type"]
@@ -89,7 +91,9 @@ def recursive_execute(server, prompt, outputs, current_item, extra_data, execute
     for x in inputs:
         input_data = inputs[x]
         if isinstance(input_data, list) and input_data[0] not in outputs:
-            result = recursive_execute(server, prompt, outputs, input_data[0], extra_data, executed, prompt_id, outputs_ui, object_storage)
+            result = recursive_execute(
+                server, prompt, outputs, input_data[0], extra_data, executed, prompt_id, outputs_ui, object_storage
+            )
             if result[0] is not True:
                 return result
     input_data_all = None
@@ -148,7 +152,12 @@ class PromptExecutor:
 
     def handle_execution_error(self, prompt_id, prompt, current_outputs, executed, error, ex):
         node_id = error["node_id"]
-        mes = {"prompt_id": prompt_id, "node_id": node_id, "node_type": prompt[node_id]["class_type"], "executed": list(executed)}
+        mes = {
+            "prompt_id": prompt_id,
+            "node_id": node_id,
+            "node_type": prompt[node_id]["class_type"],
+            "executed": list(executed),
+        }
         if isinstance(ex, InterruptProcessingException):
             self.add_message("execution_interrupted", mes, broadcast=True)
         else:
@@ -183,7 +192,17 @@ class PromptExecutor:
         self.add_message("execution_cached", {"nodes": list(current_outputs), "prompt_id": prompt_id}, broadcast=False)
         executed = set()
         for output_node_id in execute_outputs:
-            self.success, error, ex = recursive_execute(self.server, prompt, self.outputs, output_node_id, extra_data, executed, prompt_id, self.outputs_ui, self.object_storage)
+            self.success, error, ex = recursive_execute(
+                self.server,
+                prompt,
+                self.outputs,
+                output_node_id,
+                extra_data,
+                executed,
+                prompt_id,
+                self.outputs_ui,
+                self.object_storage,
+            )
             if self.success is not True:
                 self.handle_execution_error(prompt_id, prompt, current_outputs, executed, error, ex)
                 break

@@ -281,7 +281,9 @@ class TopologicalSort:
     def make_input_strong_link(self, to_node_id, to_input):
         inputs = self.dynprompt.get_node(to_node_id)["inputs"]
         if to_input not in inputs:
-            raise NodeInputError(f"Node {to_node_id} says it needs input {to_input}, but there is no input to that node at all")
+            raise NodeInputError(
+                f"Node {to_node_id} says it needs input {to_input}, but there is no input to that node at all"
+            )
         value = inputs[to_input]
         if not is_link(value):
             raise NodeInputError(f"Node {to_node_id} says it needs input {to_input}, but that value is a constant")
@@ -643,7 +645,9 @@ class IsChangedCache:
             return self.is_changed[node_id]
         input_data_all, _, hidden_inputs = get_input_data(node["inputs"], class_def, node_id, None)
         try:
-            is_changed = await _async_map_node_over_list(self.prompt_id, node_id, class_def, input_data_all, "IS_CHANGED")
+            is_changed = await _async_map_node_over_list(
+                self.prompt_id, node_id, class_def, input_data_all, "IS_CHANGED"
+            )
             is_changed = await resolve_map_node_over_list_results(is_changed)
             node["is_changed"] = [None if isinstance(x, ExecutionBlocker) else x for x in is_changed]
         except Exception:
@@ -723,7 +727,9 @@ async def resolve_map_node_over_list_results(results):
     return [x.result() if isinstance(x, asyncio.Task) else x for x in results]
 
 
-async def _map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt, execution_block_cb, pre_execute_cb, hidden):
+async def _map_node_over_list(
+    prompt_id, unique_id, obj, input_data_all, func, allow_interrupt, execution_block_cb, pre_execute_cb, hidden
+):
     """The body of ``_async_map_node_over_list`` (V1 nodes; ``hidden`` only feeds V3 nodes)."""
     input_is_list = getattr(obj, "INPUT_IS_LIST", False)
     if len(input_data_all) == 0:
@@ -785,11 +791,43 @@ async def _map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, a
 
 if HIDDEN_KWARG == "v3_data":
 
-    async def _async_map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt=False, execution_block_cb=None, pre_execute_cb=None, v3_data=None):
-        return await _map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt, execution_block_cb, pre_execute_cb, v3_data)
+    async def _async_map_node_over_list(
+        prompt_id,
+        unique_id,
+        obj,
+        input_data_all,
+        func,
+        allow_interrupt=False,
+        execution_block_cb=None,
+        pre_execute_cb=None,
+        v3_data=None,
+    ):
+        return await _map_node_over_list(
+            prompt_id,
+            unique_id,
+            obj,
+            input_data_all,
+            func,
+            allow_interrupt,
+            execution_block_cb,
+            pre_execute_cb,
+            v3_data,
+        )
 
-    async def get_output_data(prompt_id, unique_id, obj, input_data_all, execution_block_cb=None, pre_execute_cb=None, v3_data=None):
-        return_values = await _async_map_node_over_list(prompt_id, unique_id, obj, input_data_all, obj.FUNCTION, allow_interrupt=True, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, v3_data=v3_data)
+    async def get_output_data(
+        prompt_id, unique_id, obj, input_data_all, execution_block_cb=None, pre_execute_cb=None, v3_data=None
+    ):
+        return_values = await _async_map_node_over_list(
+            prompt_id,
+            unique_id,
+            obj,
+            input_data_all,
+            obj.FUNCTION,
+            allow_interrupt=True,
+            execution_block_cb=execution_block_cb,
+            pre_execute_cb=pre_execute_cb,
+            v3_data=v3_data,
+        )
         has_pending_task = any(isinstance(r, asyncio.Task) and not r.done() for r in return_values)
         if has_pending_task:
             return return_values, {}, False, has_pending_task
@@ -798,11 +836,43 @@ if HIDDEN_KWARG == "v3_data":
 
 else:
 
-    async def _async_map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt=False, execution_block_cb=None, pre_execute_cb=None, hidden_inputs=None):
-        return await _map_node_over_list(prompt_id, unique_id, obj, input_data_all, func, allow_interrupt, execution_block_cb, pre_execute_cb, hidden_inputs)
+    async def _async_map_node_over_list(
+        prompt_id,
+        unique_id,
+        obj,
+        input_data_all,
+        func,
+        allow_interrupt=False,
+        execution_block_cb=None,
+        pre_execute_cb=None,
+        hidden_inputs=None,
+    ):
+        return await _map_node_over_list(
+            prompt_id,
+            unique_id,
+            obj,
+            input_data_all,
+            func,
+            allow_interrupt,
+            execution_block_cb,
+            pre_execute_cb,
+            hidden_inputs,
+        )
 
-    async def get_output_data(prompt_id, unique_id, obj, input_data_all, execution_block_cb=None, pre_execute_cb=None, hidden_inputs=None):
-        return_values = await _async_map_node_over_list(prompt_id, unique_id, obj, input_data_all, obj.FUNCTION, allow_interrupt=True, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, hidden_inputs=hidden_inputs)
+    async def get_output_data(
+        prompt_id, unique_id, obj, input_data_all, execution_block_cb=None, pre_execute_cb=None, hidden_inputs=None
+    ):
+        return_values = await _async_map_node_over_list(
+            prompt_id,
+            unique_id,
+            obj,
+            input_data_all,
+            obj.FUNCTION,
+            allow_interrupt=True,
+            execution_block_cb=execution_block_cb,
+            pre_execute_cb=pre_execute_cb,
+            hidden_inputs=hidden_inputs,
+        )
         has_pending_task = any(isinstance(r, asyncio.Task) and not r.done() for r in return_values)
         if has_pending_task:
             return return_values, {}, False, has_pending_task
@@ -885,7 +955,19 @@ def full_type_name(klass):
     return module + "." + klass.__qualname__
 
 
-async def _execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id, execution_list, pending_subgraph_results, pending_async_nodes, ui_outputs):
+async def _execute(
+    server,
+    dynprompt,
+    caches,
+    current_item,
+    extra_data,
+    executed,
+    prompt_id,
+    execution_list,
+    pending_subgraph_results,
+    pending_async_nodes,
+    ui_outputs,
+):
     """The body of ``execute``; ``ui_outputs`` is None in the 10-parameter (0.3.64) form."""
     unique_id = current_item
     real_node_id = dynprompt.get_real_node_id(unique_id)
@@ -897,7 +979,16 @@ async def _execute(server, dynprompt, caches, current_item, extra_data, executed
     if caches.outputs.get(unique_id) is not None:
         if server.client_id is not None:
             cached_output = caches.ui.get(unique_id) or {}
-            server.send_sync("executed", {"node": unique_id, "display_node": display_node_id, "output": cached_output.get("output", None), "prompt_id": prompt_id}, server.client_id)
+            server.send_sync(
+                "executed",
+                {
+                    "node": unique_id,
+                    "display_node": display_node_id,
+                    "output": cached_output.get("output", None),
+                    "prompt_id": prompt_id,
+                },
+                server.client_id,
+            )
         if ui_outputs is not None:  # 2026: _send_cached_ui also fills the per-run ui_outputs
             cached_ui = caches.ui.get(unique_id)
             if cached_ui is not None:
@@ -942,10 +1033,16 @@ async def _execute(server, dynprompt, caches, current_item, extra_data, executed
                 del pending_subgraph_results[unique_id]
             has_subgraph = False
         else:
-            input_data_all, missing_keys, hidden_inputs = get_input_data(inputs, class_def, unique_id, caches.outputs, dynprompt, extra_data)
+            input_data_all, missing_keys, hidden_inputs = get_input_data(
+                inputs, class_def, unique_id, caches.outputs, dynprompt, extra_data
+            )
             if server.client_id is not None:
                 server.last_node_id = display_node_id
-                server.send_sync("executing", {"node": unique_id, "display_node": display_node_id, "prompt_id": prompt_id}, server.client_id)
+                server.send_sync(
+                    "executing",
+                    {"node": unique_id, "display_node": display_node_id, "prompt_id": prompt_id},
+                    server.client_id,
+                )
 
             obj = caches.objects.get(unique_id)
             if obj is None:
@@ -954,10 +1051,20 @@ async def _execute(server, dynprompt, caches, current_item, extra_data, executed
 
             lazy_status_present = getattr(obj, "check_lazy_status", None) is not None
             if lazy_status_present:
-                required_inputs = await _async_map_node_over_list(prompt_id, unique_id, obj, input_data_all, "check_lazy_status", allow_interrupt=True, **{HIDDEN_KWARG: hidden_inputs})
+                required_inputs = await _async_map_node_over_list(
+                    prompt_id,
+                    unique_id,
+                    obj,
+                    input_data_all,
+                    "check_lazy_status",
+                    allow_interrupt=True,
+                    **{HIDDEN_KWARG: hidden_inputs},
+                )
                 required_inputs = await resolve_map_node_over_list_results(required_inputs)
                 required_inputs = set(sum([r for r in required_inputs if isinstance(r, list)], []))
-                required_inputs = [x for x in required_inputs if isinstance(x, str) and (x not in input_data_all or x in missing_keys)]
+                required_inputs = [
+                    x for x in required_inputs if isinstance(x, str) and (x not in input_data_all or x in missing_keys)
+                ]
                 if len(required_inputs) > 0:
                     for i in required_inputs:
                         execution_list.make_input_strong_link(unique_id, i)
@@ -983,7 +1090,15 @@ async def _execute(server, dynprompt, caches, current_item, extra_data, executed
             def pre_execute_cb(call_index):
                 GraphBuilder.set_default_prefix(unique_id, call_index, 0)
 
-            output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(prompt_id, unique_id, obj, input_data_all, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, **{HIDDEN_KWARG: hidden_inputs})
+            output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(
+                prompt_id,
+                unique_id,
+                obj,
+                input_data_all,
+                execution_block_cb=execution_block_cb,
+                pre_execute_cb=pre_execute_cb,
+                **{HIDDEN_KWARG: hidden_inputs},
+            )
             if has_pending_tasks:
                 pending_async_nodes[unique_id] = output_data
                 unblock = execution_list.add_external_block(unique_id)
@@ -997,14 +1112,23 @@ async def _execute(server, dynprompt, caches, current_item, extra_data, executed
                 return (ExecutionResult.PENDING, None, None)
         if len(output_ui) > 0:
             entry = {
-                "meta": {"node_id": unique_id, "display_node": display_node_id, "parent_node": parent_node_id, "real_node_id": real_node_id},
+                "meta": {
+                    "node_id": unique_id,
+                    "display_node": display_node_id,
+                    "parent_node": parent_node_id,
+                    "real_node_id": real_node_id,
+                },
                 "output": output_ui,
             }
             if ui_outputs is not None:
                 ui_outputs[unique_id] = entry
             caches.ui.set(unique_id, entry)
             if server.client_id is not None:
-                server.send_sync("executed", {"node": unique_id, "display_node": display_node_id, "output": output_ui, "prompt_id": prompt_id}, server.client_id)
+                server.send_sync(
+                    "executed",
+                    {"node": unique_id, "display_node": display_node_id, "output": output_ui, "prompt_id": prompt_id},
+                    server.client_id,
+                )
         if has_subgraph:
             cached_outputs = []
             new_node_ids = []
@@ -1017,7 +1141,9 @@ async def _execute(server, dynprompt, caches, current_item, extra_data, executed
                 else:
                     for node_id in new_graph.keys():
                         if dynprompt.has_node(node_id):
-                            raise DuplicateNodeError(f"Attempt to add duplicate node {node_id}. Ensure node ids are unique and deterministic or use graph_utils.GraphBuilder.")
+                            raise DuplicateNodeError(
+                                f"Attempt to add duplicate node {node_id}. Ensure node ids are unique and deterministic or use graph_utils.GraphBuilder."
+                            )
                     for node_id, node_info in new_graph.items():
                         new_node_ids.append(node_id)
                         display_id = node_info.get("override_display_id", unique_id)
@@ -1067,13 +1193,60 @@ async def _execute(server, dynprompt, caches, current_item, extra_data, executed
 
 if EXECUTE_PARAMS == 11:
 
-    async def execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id, execution_list, pending_subgraph_results, pending_async_nodes, ui_outputs):
-        return await _execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id, execution_list, pending_subgraph_results, pending_async_nodes, ui_outputs)
+    async def execute(
+        server,
+        dynprompt,
+        caches,
+        current_item,
+        extra_data,
+        executed,
+        prompt_id,
+        execution_list,
+        pending_subgraph_results,
+        pending_async_nodes,
+        ui_outputs,
+    ):
+        return await _execute(
+            server,
+            dynprompt,
+            caches,
+            current_item,
+            extra_data,
+            executed,
+            prompt_id,
+            execution_list,
+            pending_subgraph_results,
+            pending_async_nodes,
+            ui_outputs,
+        )
 
 else:
 
-    async def execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id, execution_list, pending_subgraph_results, pending_async_nodes):
-        return await _execute(server, dynprompt, caches, current_item, extra_data, executed, prompt_id, execution_list, pending_subgraph_results, pending_async_nodes, None)
+    async def execute(
+        server,
+        dynprompt,
+        caches,
+        current_item,
+        extra_data,
+        executed,
+        prompt_id,
+        execution_list,
+        pending_subgraph_results,
+        pending_async_nodes,
+    ):
+        return await _execute(
+            server,
+            dynprompt,
+            caches,
+            current_item,
+            extra_data,
+            executed,
+            prompt_id,
+            execution_list,
+            pending_subgraph_results,
+            pending_async_nodes,
+            None,
+        )
 
 
 class Server:
@@ -1162,16 +1335,43 @@ class PromptExecutor:
         while not execution_list.is_empty():
             node_id, error, ex = await execution_list.stage_node_execution()
             if error is not None:
-                self.handle_execution_error(prompt_id, dynamic_prompt.original_prompt, current_outputs, executed, error, ex)
+                self.handle_execution_error(
+                    prompt_id, dynamic_prompt.original_prompt, current_outputs, executed, error, ex
+                )
                 break
             assert node_id is not None, "Node ID should not be None at this point"
             if EXECUTE_PARAMS == 11:
-                result, error, ex = await execute(self.server, dynamic_prompt, self.caches, node_id, extra_data, executed, prompt_id, execution_list, pending_subgraph_results, pending_async_nodes, ui_node_outputs)
+                result, error, ex = await execute(
+                    self.server,
+                    dynamic_prompt,
+                    self.caches,
+                    node_id,
+                    extra_data,
+                    executed,
+                    prompt_id,
+                    execution_list,
+                    pending_subgraph_results,
+                    pending_async_nodes,
+                    ui_node_outputs,
+                )
             else:
-                result, error, ex = await execute(self.server, dynamic_prompt, self.caches, node_id, extra_data, executed, prompt_id, execution_list, pending_subgraph_results, pending_async_nodes)
+                result, error, ex = await execute(
+                    self.server,
+                    dynamic_prompt,
+                    self.caches,
+                    node_id,
+                    extra_data,
+                    executed,
+                    prompt_id,
+                    execution_list,
+                    pending_subgraph_results,
+                    pending_async_nodes,
+                )
             self.success = result != ExecutionResult.FAILURE
             if result == ExecutionResult.FAILURE:
-                self.handle_execution_error(prompt_id, dynamic_prompt.original_prompt, current_outputs, executed, error, ex)
+                self.handle_execution_error(
+                    prompt_id, dynamic_prompt.original_prompt, current_outputs, executed, error, ex
+                )
                 break
             elif result == ExecutionResult.PENDING:
                 execution_list.unstage_node_execution()

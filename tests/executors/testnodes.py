@@ -123,9 +123,7 @@ class ApiNode:
         return (size,)
 
 
-MAPPINGS = {
-    c.__name__: c for c in (IntConst, Add, MakeImage, Sink, Fail, SeedList, SumList, ApiNode)
-}
+MAPPINGS = {c.__name__: c for c in (IntConst, Add, MakeImage, Sink, Fail, SeedList, SumList, ApiNode)}
 
 
 class Text:

@@ -22,9 +22,7 @@ def comfy_installation() -> Installation:
 
 
 @pytest.fixture(scope="session")
-def start_comfy(
-    comfy_installation: Installation, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[StartComfy]:
+def start_comfy(comfy_installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartComfy]:
     """Return start(env=None, **ComfyServer kwargs) -> a started server; all stop at session end."""
     servers: list[ComfyServer] = []
 

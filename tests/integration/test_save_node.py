@@ -60,7 +60,9 @@ def run(server: ComfyServer, prompt: dict[str, Any]) -> tuple[str, list[Path]]:
 
 
 @pytest.mark.parametrize("fmt,ext", [("png", "png"), ("jpeg", "jpg"), ("webp", "webp")])
-def test_every_format_carries_comfyuis_metadata_and_the_runtime_document(server: ComfyServer, fmt: str, ext: str) -> None:
+def test_every_format_carries_comfyuis_metadata_and_the_runtime_document(
+    server: ComfyServer, fmt: str, ext: str
+) -> None:
     a = {"png": 20, "jpeg": 21, "webp": 22}[fmt]  # distinct per format, so nothing is cached
     prompt = {
         "0": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": a, "b": 32 - a, "op": "add"}},
@@ -101,7 +103,13 @@ def test_credentials_never_reach_the_log_or_the_document(server: ComfyServer) ->
         "0": {"class_type": "KeyedColor", "inputs": {"api_key": secret, "color": 0x203040}},
         **graph({"filename_prefix": "secret"}, color=["0", 0]),
     }
-    prompt_id = server.queue(prompt, extra_data={"extra_pnginfo": {"workflow": {"nodes": [{"widgets_values": [secret, 1]}]}}, "api_key_comfy_org": secret})
+    prompt_id = server.queue(
+        prompt,
+        extra_data={
+            "extra_pnginfo": {"workflow": {"nodes": [{"widgets_values": [secret, 1]}]}},
+            "api_key_comfy_org": secret,
+        },
+    )
     entry = server.wait(prompt_id, timeout=120)
     assert entry["status"]["status_str"] == "success"
     log_file = Path(server.env["AAA_METADATA_LOG_DIR"]) / f"{prompt_id}.rtlog"

@@ -64,15 +64,21 @@ def txt2img(models: Models, prefix: str) -> dict[str, Any]:
         "2": {
             "class_type": "LoraLoader",
             "inputs": {
-                "model": ["1", 0], "clip": ["1", 1], "lora_name": models.lora_name,
-                "strength_model": 0.0, "strength_clip": 0.0,
+                "model": ["1", 0],
+                "clip": ["1", 1],
+                "lora_name": models.lora_name,
+                "strength_model": 0.0,
+                "strength_clip": 0.0,
             },
         },
         "3": {
             "class_type": "LoraLoader",
             "inputs": {
-                "model": ["2", 0], "clip": ["2", 1], "lora_name": models.lora_name,
-                "strength_model": 0.5, "strength_clip": 0.5,
+                "model": ["2", 0],
+                "clip": ["2", 1],
+                "lora_name": models.lora_name,
+                "strength_model": 0.5,
+                "strength_clip": 0.5,
             },
         },
         "4": {
@@ -90,9 +96,16 @@ def txt2img(models: Models, prefix: str) -> dict[str, Any]:
         "10": {
             "class_type": "KSampler",
             "inputs": {
-                "model": ["3", 0], "seed": ["8", 0], "steps": ["9", 0], "cfg": 7.0,
-                "sampler_name": "euler", "scheduler": "normal", "positive": ["5", 0],
-                "negative": ["6", 0], "latent_image": ["7", 0], "denoise": 1.0,
+                "model": ["3", 0],
+                "seed": ["8", 0],
+                "steps": ["9", 0],
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "positive": ["5", 0],
+                "negative": ["6", 0],
+                "latent_image": ["7", 0],
+                "denoise": 1.0,
             },
         },
         "11": {"class_type": "VAEDecode", "inputs": {"samples": ["10", 0], "vae": ["1", 2]}},
@@ -174,9 +187,7 @@ def test_loras_text_and_clip_skip_are_recorded(first_run: FirstRun, models: Mode
     assert nodes["5"]["inputs"]["text"] == "a red fox"
     assert nodes["6"]["inputs"]["text"] == "blurry"
     assert nodes["7"]["inputs"] == {"width": 64, "height": 64, "batch_size": 1}
-    assert all(n["status"] == "executed" for n in nodes.values()), {
-        i: n["status"] for i, n in nodes.items()
-    }
+    assert all(n["status"] == "executed" for n in nodes.values()), {i: n["status"] for i, n in nodes.items()}
     assert sorted(nodes, key=int) == [str(i) for i in range(1, 12)]
 
 
@@ -198,9 +209,7 @@ def test_the_image_is_a_real_decode(first_run: FirstRun) -> None:
     assert max(h - l for l, h in zip(lo, hi)) > 0
 
 
-def test_a_standalone_vae_reuses_the_cached_sampling(
-    server: ComfyServer, models: Models, first_run: FirstRun
-) -> None:
+def test_a_standalone_vae_reuses_the_cached_sampling(server: ComfyServer, models: Models, first_run: FirstRun) -> None:
     prompt = copy.deepcopy(first_run[0])
     prompt["12"]["inputs"]["filename_prefix"] = "txt2img-vae"
     prompt["13"] = {"class_type": "VAELoader", "inputs": {"vae_name": models.vae_name}}
@@ -227,7 +236,10 @@ def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
     prompt["8"] = {"class_type": "SeedFromText", "inputs": {"text": "cat", "modulo": 1000}}  # 833 at run time
     prompt["20"] = {"class_type": "SeedFromText", "inputs": {"text": "owl", "modulo": 2}}  # selects 2
     prompt["21"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a grey owl", "clip": ["4", 0]}}
-    prompt["22"] = {"class_type": "SwitchRuntimeMetadata", "inputs": {"select": ["20", 0], "on_1": ["5", 0], "on_2": ["21", 0]}}
+    prompt["22"] = {
+        "class_type": "SwitchRuntimeMetadata",
+        "inputs": {"select": ["20", 0], "on_1": ["5", 0], "on_2": ["21", 0]},
+    }
     prompt["10"]["inputs"].update(positive=["22", 0], cfg=1.0)  # cfg 1 halves the sampling time
     prompt_id, image, _ = run(server, prompt)
     with Image.open(image) as img:
@@ -257,8 +269,14 @@ def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
     }
     # With debug and the two log flags on, the server log says so in DESIGN.md's formats.
     log_text = server.log_text()
-    assert "[MetadataSaveImage] Disagreement at 'ai_info.generation.sampler.seed': parser=unknown (linked from node 8, SeedFromText) → runtime=833" in log_text
-    assert "[MetadataSaveImage] Disagreement at 'ai_info.generation.positive': parser=a red fox → runtime=a grey owl" in log_text
+    assert (
+        "[MetadataSaveImage] Disagreement at 'ai_info.generation.sampler.seed': parser=unknown (linked from node 8, SeedFromText) → runtime=833"
+        in log_text
+    )
+    assert (
+        "[MetadataSaveImage] Disagreement at 'ai_info.generation.positive': parser=a red fox → runtime=a grey owl"
+        in log_text
+    )
     perf_line = rf"\[AAA Metadata Hooks\] Performance: {prompt_id[:8]}\.\.\. - \d+ calls, total=\d+\.\d\dms, avg=\d+\.\d{{3}}ms, max=\d+\.\d{{3}}ms"
     assert re.search(perf_line, log_text), log_text[-2000:]
     # The A1111 string galleries read carries the run's values.
@@ -295,7 +313,10 @@ def test_two_save_branches_each_describe_their_own_sampler(server: ComfyServer, 
     prompt["30"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a blue jay", "clip": ["4", 0]}}
     prompt["31"] = {"class_type": "KSampler", "inputs": {**prompt["10"]["inputs"], "seed": 222, "positive": ["30", 0]}}
     prompt["32"] = {"class_type": "VAEDecode", "inputs": {"samples": ["31", 0], "vae": ["1", 2]}}
-    prompt["33"] = {"class_type": "SaveImageRuntimeMetadata", "inputs": {"images": ["32", 0], "filename_prefix": "branch-b"}}
+    prompt["33"] = {
+        "class_type": "SaveImageRuntimeMetadata",
+        "inputs": {"images": ["32", 0], "filename_prefix": "branch-b"},
+    }
     prompt_id = server.queue(prompt)
     entry = server.wait(prompt_id, timeout=RUN_TIMEOUT)
     assert entry["status"]["status_str"] == "success", entry["status"]
@@ -342,4 +363,7 @@ def test_each_image_of_a_seed_list_carries_its_own_seed(server: ComfyServer, mod
     from runtime_metadata.cli import main as cli_main
 
     for img in images:
-        assert cli_main(["replay", str(log_file), "--check", str(server.output_dir / img["subfolder"] / img["filename"])]) == 0
+        assert (
+            cli_main(["replay", str(log_file), "--check", str(server.output_dir / img["subfolder"] / img["filename"])])
+            == 0
+        )

@@ -88,7 +88,9 @@ class BreakMetadataOnce:
     def run(self, images):
         import sys
 
-        nodes = next(m for name, m in sys.modules.items() if name.endswith(".nodes") and hasattr(m, "build_save_document"))
+        nodes = next(
+            m for name, m in sys.modules.items() if name.endswith(".nodes") and hasattr(m, "build_save_document")
+        )
         original = nodes.build_save_document
 
         def broken(*args, **kwargs):
