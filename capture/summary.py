@@ -10,6 +10,7 @@ a float or a short string) is one dict lookup.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -227,12 +228,36 @@ def redact_strings(values: dict[str, list[Any]]) -> dict[str, list[Any]]:
     return {k: [REDACTED if isinstance(v, str) else v for v in vs] for k, vs in values.items()}
 
 
-def redact_text(text: str, secrets: frozenset[str]) -> str:
-    """``text`` with every known secret value replaced (error messages may quote them)."""
+def redact_text(text: str, secrets: Collection[str]) -> str:
+    """``text`` with every known secret value replaced (error messages may quote them).
+
+    Every occurrence of every secret is found in the original text first, and overlapping
+    occurrences (a key that is a prefix of another, two keys sharing characters) become one
+    ``[redacted]``, so no part of a secret survives whatever order ``secrets`` iterates in,
+    and a secret that spells part of the marker never rewrites a marker already written.
+    """
+    spans: list[tuple[int, int]] = []
     for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+        if not secret:
+            continue
+        start = text.find(secret)
+        while start >= 0:
+            spans.append((start, start + len(secret)))
+            start = text.find(secret, start + 1)
+    if not spans:
+        return text
+    spans.sort()
+    out: list[str] = []
+    at = 0
+    start, end = spans[0]
+    for s, e in spans[1:]:
+        if s < end:  # overlaps the stretch so far: one marker for both
+            end = max(end, e)
+            continue
+        out += (text[at:start], REDACTED)
+        at, start, end = end, s, e
+    out += (text[at:start], REDACTED, text[end:])
+    return "".join(out)
 
 
 def _replace_strings(value: Any, secrets: set[str]) -> Any:
