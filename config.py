@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -35,6 +36,14 @@ class Config:
     max_runs: int = 64
     debug: bool = False
     enable_hash_cache: bool = True
+    #: Run history: None = SQLite in ComfyUI's user directory, "off" = none, else a SQLAlchemy URL.
+    history_url: str | None = None
+    #: Runs of this worker kept in the history (oldest dropped first); 0 keeps them all.
+    history_max_runs: int = 10_000
+    #: This ComfyUI's name in a shared history; None = hostname:port.
+    worker_id: str | None = None
+    #: Event logs kept in the log folder, in MB (oldest runs already in the history go first); 0 = all.
+    log_max_mb: int = 1024
 
 
 #: field -> (path in config.json, environment variable)
@@ -47,7 +56,18 @@ KEYS: dict[str, tuple[tuple[str, str], str]] = {
     "max_runs": (("runtime_hooks", "max_finished_runs"), "AAA_METADATA_MAX_RUNS"),
     "debug": (("debug", "enabled"), "AAA_METADATA_DEBUG"),
     "enable_hash_cache": (("metadata", "enable_hash_cache"), "AAA_METADATA_ENABLE_HASH_CACHE"),
+    "history_url": (("runtime_hooks", "history_url"), "AAA_METADATA_HISTORY_URL"),
+    "history_max_runs": (("runtime_hooks", "history_max_runs"), "AAA_METADATA_HISTORY_MAX_RUNS"),
+    "worker_id": (("runtime_hooks", "worker_id"), "AAA_METADATA_WORKER_ID"),
+    "log_max_mb": (("runtime_hooks", "log_max_mb"), "AAA_METADATA_LOG_MAX_MB"),
 }
+
+#: Numbers where 0 means "no limit" (the others must be at least 1, except the inline size).
+_ZERO_ALLOWED = frozenset({"inline_size_limit_kb", "history_max_runs", "log_max_mb"})
+#: A worker id is shown in routes and filtered on: printable, short.
+MAX_WORKER_ID = 200
+_URL_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9_]+)?://")
+HISTORY_OFF = "off"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -79,15 +99,68 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             number = int(str(value).strip()) if not isinstance(value, int) else value
         except ValueError:
             raise ValueError(f"{source}: expected a number, got {value!r}") from None
-        if number < (0 if name == "inline_size_limit_kb" else 1):
+        if number < (0 if name in _ZERO_ALLOWED else 1):
             raise ValueError(f"{source}: {number} is out of range")
         return number
+    if name == "history_url":
+        return _history_url(value, source)
+    if name == "worker_id":
+        return _worker_id(value, source)
     # optional path
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise ValueError(f"{source}: expected a folder path, got {value!r}")
     return os.path.expanduser(value)
+
+
+def _history_url(value: Any, source: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f'{source}: expected a database URL or "off", got a {type(value).__name__}')
+    text = value.strip()
+    if text.lower() in ("off", "none", "false", "0", "no"):
+        return HISTORY_OFF
+    if not _URL_FORM.match(text):
+        # Never echo the value: it may hold a password.
+        raise ValueError(f'{source}: expected a URL such as sqlite:///path or postgresql://host/db, or "off"')
+    return text
+
+
+def _worker_id(value: Any, source: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.isprintable() or len(value.strip()) > MAX_WORKER_ID:
+        raise ValueError(f"{source}: expected a printable name of at most {MAX_WORKER_ID} characters")
+    return value.strip() or None
+
+
+_SECRET_QUERY = re.compile(r"(?i)\b(password|passwd|pwd|sslpassword|secret|token|api_key)=([^&;]*)")
+
+
+def hide_password(url: str | None) -> str | None:
+    """``url`` with its password (and password-like query values) replaced by ``***``."""
+    if not url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _SECRET_QUERY.sub(r"\1=***", url)
+    query = rest.find("?")
+    # The user info ends at the last "@" before the query (a password may hold "/" or "@").
+    at = rest.rfind("@", 0, query if query >= 0 else len(rest))
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        if colon and "/" not in user:
+            rest = f"{user}:***{rest[at:]}"
+    return scheme + "://" + _SECRET_QUERY.sub(r"\1=***", rest)
+
+
+def public(cfg: Config) -> dict[str, Any]:
+    """The settings as shown to users (status route, ``doctor``): credentials hidden."""
+    values = {f.name: getattr(cfg, f.name) for f in fields(Config)}
+    values["history_url"] = hide_password(cfg.history_url)
+    return values
 
 
 def config_path() -> Path:
@@ -169,5 +242,6 @@ def describe() -> list[tuple[str, str, Any, str]]:
             source = path.name
         else:
             source = "default"
-        rows.append((f"{section}.{key}", env_name, getattr(cfg, f.name), source))
+        value = hide_password(cfg.history_url) if f.name == "history_url" else getattr(cfg, f.name)
+        rows.append((f"{section}.{key}", env_name, value, source))
     return rows

@@ -9,6 +9,7 @@ from .. import config
 from ..version import __version__
 from . import comfy, hooks
 from .hooks import STATUS, STORE, CaptureStatus, fault, install, uninstall
+from .listeners import RunEnd, RunListener, add_run_listener, remove_run_listener
 from .recorder import Recorder, current_run
 
 log = logging.getLogger("runtime_metadata")
@@ -18,10 +19,14 @@ __all__ = [
     "STORE",
     "CaptureStatus",
     "Recorder",
+    "RunEnd",
+    "RunListener",
+    "add_run_listener",
     "current_run",
     "fault",
     "install",
     "install_into_comfyui",
+    "remove_run_listener",
     "uninstall",
 ]
 
@@ -40,6 +45,8 @@ def _run_settings() -> hooks.RunSettings:
         log_performance=cfg.debug and cfg.log_performance,
         plugin=__version__,
         environment=comfy.environment(),
+        worker_id=cfg.worker_id or comfy.default_worker_id(),
+        folder_of=comfy.folder_of,
     )
 
 
@@ -84,7 +91,7 @@ def status_report() -> dict[str, Any]:
     return {
         "plugin": __version__,
         "capture": dataclasses.asdict(STATUS),
-        "config": dataclasses.asdict(config.get()),
+        "config": config.public(config.get()),  # credentials in the history URL hidden
         "config_file": str(config.config_path()),
         "runs_kept": STORE.ids()[-5:],
     }

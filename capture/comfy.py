@@ -63,6 +63,37 @@ def environment() -> dict[str, str]:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def default_worker_id() -> str:
+    """hostname:port of this ComfyUI (its ``--port``), the worker id when none is configured."""
+    import socket
+
+    args = getattr(_module("comfy.cli_args"), "args", None)
+    port = getattr(args, "port", None)
+    return f"{socket.gethostname()}:{port if isinstance(port, int) else 8188}"
+
+
+def folder_of(kind: str) -> str | None:
+    """ComfyUI's folder for an output type (``output``, ``temp``, ``input``), if it says."""
+    fp = sys.modules.get("folder_paths")
+    try:
+        folder = fp.get_directory_by_type(kind) if fp is not None else None
+    except Exception:  # an odd type: the image is recorded without its path
+        return None
+    return str(folder) if folder else None
+
+
+def user_directory() -> str | None:
+    """ComfyUI's user directory (``--user-directory`` where ComfyUI has it), if it has one."""
+    fp = sys.modules.get("folder_paths")
+    get = getattr(fp, "get_user_directory", None)
+    try:
+        folder = get() if callable(get) else getattr(fp, "user_directory", None)
+    except Exception:
+        return None
+    return str(folder) if isinstance(folder, str) and folder else None
+
+
 STATUS_ROUTE = "/runtime_metadata/status"
 
 

@@ -47,6 +47,7 @@ import contextlib
 import inspect
 import itertools
 import logging
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -55,7 +56,8 @@ from operator import itemgetter
 from typing import Any
 
 from ..events.log import iter_log
-from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, RunStarted
+from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, RunStarted, SavedImage
+from .listeners import RunEnd, notify_run_end
 from .recorder import BATCH_EVENTS, Recorder, RunStore, _report_once, current_node, current_run, graph_signature
 from .summary import MAX_STRING, REDACTED, is_secret_name, redact_strings, scrub_secrets, summarize_inputs
 
@@ -93,6 +95,9 @@ class RunSettings:
     log_performance: bool = False
     plugin: str = ""
     environment: dict[str, str] = field(default_factory=dict)
+    worker_id: str | None = None
+    #: ComfyUI's folder for an output type ("output", "temp"), to record where images are.
+    folder_of: Callable[[str], str | None] | None = None
 
 
 STATUS = CaptureStatus()
@@ -178,6 +183,7 @@ class RunHook(Hook):
             extra = _arg(args, kwargs, ix.get("extra_data", 99), "extra_data", None) or {}
             pnginfo = extra.get("extra_pnginfo") if isinstance(extra, dict) else None
             workflow = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
+            client_id = extra.get("client_id") if isinstance(extra, dict) else None
             # Credentials typed into widgets stay out of the log (and so out of every image).
             scrubbed = scrub_secrets(prompt, workflow)
             rec = Recorder(
@@ -188,6 +194,8 @@ class RunHook(Hook):
                 settings.plugin,
                 settings.log_dir,
                 settings.environment,
+                client_id=client_id if isinstance(client_id, str) else None,
+                worker_id=settings.worker_id,
             )
             rec.secret_nodes, rec.secrets = scrubbed.secret_nodes, scrubbed.secrets
             executor = args[0] if args else None
@@ -214,7 +222,8 @@ class RunHook(Hook):
             if rec.pending:
                 _close_pending(rec, executor, status, etype, emsg)
             _remember_run(rec)
-            data = rec.finish(status, etype, emsg)
+            images = _saved_images(rec, executor, settings) if exc is None else []
+            data = rec.finish(status, etype, emsg, images)
             STORE.limit = max(1, settings.max_runs)
             STORE.put(rec.prompt_id, data)
             STATUS.runs_captured += 1
@@ -222,6 +231,41 @@ class RunHook(Hook):
                 _log_performance(rec)
         except Exception as exc2:
             fault("run: end", exc2)
+            return
+        notify_run_end(RunEnd(rec.prompt_id, rec.client_id, data, rec.log_path))
+
+
+#: Images recorded per run at most (a node writing thousands of frames must not bloat the log).
+MAX_RUN_IMAGES = 1000
+
+
+def _saved_images(rec: Recorder, executor: Any, settings: RunSettings) -> list[SavedImage]:
+    """The files the nodes that ran reported to ComfyUI (its UI outputs), in node order.
+
+    ComfyUI keeps them per node in ``history_result["outputs"]`` (modern) or ``outputs_ui``
+    (March 2024, which also keeps the entries of cached nodes from earlier runs: only nodes
+    that ran in this run are recorded). Anything not shaped as ComfyUI's records is skipped.
+    """
+    result = getattr(executor, "history_result", None)
+    outputs = result.get("outputs") if isinstance(result, dict) else getattr(executor, "outputs_ui", None)
+    if not isinstance(outputs, dict):
+        return []
+    images: list[SavedImage] = []
+    for node_id in sorted((str(n) for n in outputs if str(n) in rec.started), key=_id_order):
+        ui = outputs.get(node_id)
+        items = ui.get("images") if isinstance(ui, dict) else None
+        for item in items if isinstance(items, list) else ():
+            if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
+                continue
+            subfolder, kind = item.get("subfolder"), item.get("type")
+            subfolder = subfolder if isinstance(subfolder, str) else ""
+            kind = kind if isinstance(kind, str) else "output"
+            folder = settings.folder_of(kind) if settings.folder_of is not None else None
+            path = os.path.join(folder, subfolder, item["filename"]) if folder else None
+            images.append(SavedImage(node_id, item["filename"], subfolder, kind, path))
+            if len(images) >= MAX_RUN_IMAGES:
+                return images
+    return images
 
 
 def _log_performance(rec: Recorder) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from ..events.log import FileLog, MemoryLog, encodable
-from ..events.schema import AnyEvent, HookStats, RunFinished, RunStarted
+from ..events.schema import AnyEvent, HookStats, RunFinished, RunStarted, SavedImage
 from .summary import cut_strings, redact_text
 
 #: The run being executed in this context (thread / task), if capture is on.
@@ -53,6 +53,7 @@ class Recorder:
     """
 
     __slots__ = (
+        "client_id",
         "dynprompt",
         "events",
         "finished",
@@ -80,8 +81,11 @@ class Recorder:
         plugin: str,
         log_dir: str | None = None,
         environment: dict[str, str] | None = None,
+        client_id: str | None = None,
+        worker_id: str | None = None,
     ) -> None:
         self.prompt_id = prompt_id
+        self.client_id = client_id
         self.prompt = prompt
         self.hook_calls = 0
         self.hook_total_ns = 0
@@ -105,9 +109,9 @@ class Recorder:
         self.log: MemoryLog | FileLog
         self.log = MemoryLog()
         if log_dir:
-            path = Path(log_dir) / f"{_safe_name(prompt_id)}.rtlog"
             try:
                 os.makedirs(log_dir, exist_ok=True)
+                path = _free_log_path(Path(log_dir), prompt_id)
                 self.log = FileLog(path)
                 self.log_path = path
             except OSError as exc:  # a bad folder loses the file, not the capture
@@ -121,6 +125,8 @@ class Recorder:
             comfyui=comfyui,
             plugin=plugin,
             environment=environment or {},
+            client_id=client_id,
+            worker_id=worker_id,
         )
         try:
             payload = _sizer.encode(started)
@@ -170,10 +176,16 @@ class Recorder:
             return node["class_type"]
         return type(obj).__name__ if obj is not None else "?"
 
-    def finish(self, status: str, error_type: str | None, error_message: str | None) -> bytes:
+    def finish(
+        self,
+        status: str,
+        error_type: str | None,
+        error_message: str | None,
+        images: list[SavedImage] | None = None,
+    ) -> bytes:
         """Close the run: final stats and status, flush the file; return the log bytes."""
         self.append(HookStats(self.hook_calls, self.hook_total_ns, self.hook_max_ns))
-        self.append(RunFinished(time.perf_counter_ns(), status, error_type, self.redact(error_message)))
+        self.append(RunFinished(time.perf_counter_ns(), status, error_type, self.redact(error_message), images or []))
         self.flush()
         self.finished = True
         self.dynprompt = None
@@ -206,6 +218,26 @@ def _safe_name(prompt_id: str) -> str:
     """A prompt id usable as a file name (ComfyUI's are UUIDs; clients may send anything)."""
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in prompt_id)[:128]
     return keep.lstrip(".") or "prompt"
+
+
+#: Runs of one prompt id kept side by side in a log folder (a client reusing its ids).
+MAX_LOGS_PER_PROMPT = 1000
+
+
+def _free_log_path(folder: Path, prompt_id: str) -> Path:
+    """``<prompt_id>.rtlog``, or ``<prompt_id>.<n>.rtlog`` when a run of that id already left one.
+
+    A client may send the same prompt id again (modern ComfyUI accepts client-chosen ids): the
+    earlier run's log is its only record, so it is never overwritten. ComfyUI runs one prompt
+    at a time, so checking for the name is enough.
+    """
+    stem = _safe_name(prompt_id)
+    path = folder / f"{stem}.rtlog"
+    n = 1
+    while path.exists() and n < MAX_LOGS_PER_PROMPT:
+        n += 1
+        path = folder / f"{stem}.{n}.rtlog"
+    return path
 
 
 class RunStore:

@@ -40,8 +40,9 @@ MAX_FRAME_BYTES = 256 * 1024 * 1024
 
 _decoder = msgspec.msgpack.Decoder(AnyEvent)
 _batch_decoder = msgspec.msgpack.Decoder(list[AnyEvent])
-#: Versions this reader understands: 1 (one event per frame), 2 (a batch per frame).
-READABLE_VERSIONS = (1, 2)
+#: Versions this reader understands: 1 (one event per frame), 2 (a batch per frame), 3 (2 with
+#: the run's client, worker and images; see ``schema.SCHEMA_VERSION``).
+READABLE_VERSIONS = (1, 2, 3)
 
 
 def header(version: int = SCHEMA_VERSION) -> bytes:

@@ -14,7 +14,9 @@ from typing import Any
 import msgspec
 
 #: 2: a log frame holds a batch of events (1: one event per frame); the events are unchanged.
-SCHEMA_VERSION = 2
+#: 3: RunStarted carries the client and worker ids, RunFinished the images the run saved
+#: (fields added at the end: version 2 logs read with their defaults).
+SCHEMA_VERSION = 3
 
 
 class Event(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
@@ -32,6 +34,10 @@ class RunStarted(Event, frozen=True):
     comfyui: str = ""
     plugin: str = ""
     environment: dict[str, str] = {}
+    #: The websocket client that queued the prompt (ComfyUI's ``extra_data["client_id"]``).
+    client_id: str | None = None
+    #: Which ComfyUI ran it (``runtime_hooks.worker_id``, by default hostname:port).
+    worker_id: str | None = None
 
 
 class NodeStarted(Event, frozen=True):
@@ -88,6 +94,16 @@ class HookStats(Event, frozen=True):
     max_ns: int
 
 
+class SavedImage(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A file a node of the run reported to ComfyUI as its output (what ComfyUI's history lists)."""
+
+    node_id: str
+    filename: str
+    subfolder: str = ""
+    type: str = "output"  # ComfyUI's folder type: output | temp | input
+    path: str | None = None  # where that is on the worker's disk, when ComfyUI said
+
+
 class RunFinished(Event, frozen=True):
     """ComfyUI finished executing a prompt."""
 
@@ -95,6 +111,8 @@ class RunFinished(Event, frozen=True):
     status: str  # "success" | "error" | "interrupted"
     error_type: str | None = None
     error_message: str | None = None
+    #: Files the nodes that ran in this run reported (ComfyUI's UI outputs), in node order.
+    images: list[SavedImage] = []
 
 
 AnyEvent = RunStarted | NodeStarted | NodeInputs | NodeCached | NodeFinished | HookStats | RunFinished

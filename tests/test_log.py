@@ -69,7 +69,7 @@ def test_a_log_reads_back_exactly_what_was_appended(make_log, events):
     result = read_log(stored())
     assert result.ok
     assert result.events == events
-    assert result.version == SCHEMA_VERSION == 2
+    assert result.version == SCHEMA_VERSION == 3
 
 
 def test_the_header_carries_magic_and_version(make_log):
@@ -247,3 +247,22 @@ def test_a_batch_with_an_int_msgpack_cannot_hold_is_still_written():
     events = read_log(log.to_bytes()).events
     assert events[1] == NodeInputs("2", 0, {"seed": [str(1 << 80)]}, 1)
     assert events[2].inputs == {"seed": [str(1 << 70)], "ok": [1]}
+
+
+def test_version_2_logs_read_with_the_fields_version_3_added_left_at_their_defaults():
+    """Schema 3 only added fields at the ends of RunStarted and RunFinished."""
+    import struct
+    import zlib
+
+    from runtime_metadata.events.schema import RunFinished, RunStarted
+
+    # Version 2's RunStarted and RunFinished, as msgpack arrays of their fields then.
+    v2 = [["RunStarted", "p", 1, 2, {}, None, "c", "0.1", {}], ["RunFinished", 9, "success", None, None]]
+    payload = msgspec.msgpack.encode(v2)
+    data = MAGIC + struct.pack("<HH", 2, 0) + struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    result = read_log(data)
+    assert result.ok and result.version == 2
+    started, finished = result.events
+    assert started == RunStarted("p", 1, 2, {}, None, "c", "0.1", {})
+    assert started.client_id is None and started.worker_id is None
+    assert finished == RunFinished(9, "success") and finished.images == []
