@@ -55,9 +55,8 @@ MIXED = "mixed"
 COMPUTED_UPSTREAM = "value computed upstream"
 UNFOLLOWABLE = "parser could not follow a link"
 
-#: Value links followed through primitives, switches and Compute nodes before giving up;
-#: real chains are a few hops, so hitting it means a cycle or a generated pathological graph.
-MAX_LINK_DEPTH = 64
+#: A followed link: (value, why it is unknown or None, reached through a guessed switch).
+_Resolved = tuple[Any, str | None, bool]
 
 
 class Val(msgspec.Struct, frozen=True):
@@ -128,13 +127,15 @@ class StaticValues:
         self._rules = rules
         # The merged view routes value links through the run's switch choices.
         self._choose = choose if choose is not None else self.choose
+        self._memo: dict[tuple[str, int], _Resolved] = {}
+        self._active: set[tuple[str, int]] = set()  # outputs waiting for the outputs they need
 
     def value(self, node_id: str, name: str) -> Val | None:
         """The literal, or the followed link, of input ``name``."""
         inputs = _inputs(self._prompt, node_id)
         if name not in inputs:
             return None
-        value, unknown, guessed = self._resolve(inputs[name], 0)
+        value, unknown, guessed = self._resolve(inputs[name])
         return Val(value, PARSER, (node_id,), unknown, guessed)
 
     def const(self, node_id: str, value: Any) -> Val | None:
@@ -149,50 +150,103 @@ class StaticValues:
         branch = rule.branch(selected.value)
         return Choice(branch, selected.guessed) if branch is not None else None
 
-    def _resolve(self, raw: Any, depth: int) -> tuple[Any, str | None, bool]:
+    def _resolve(self, raw: Any) -> _Resolved:
         if not is_link(raw):
             return raw, None, False
-        return self._output(str(raw[0]), raw[1], depth + 1)
+        return self._output(str(raw[0]), raw[1])
 
-    def _output(self, src: str, index: int, depth: int) -> tuple[Any, str | None, bool]:
+    def _output(self, src: str, index: int) -> _Resolved:
+        """The value of output ``index`` of ``src``, each output computed once per parse.
+
+        Iterative, with a memo: a DAG whose nodes feed several inputs of the next (diamonds)
+        would otherwise be recomputed once per path, doubling at every diamond, and a chain
+        of thousands of nodes would exhaust Python's recursion limit.
+        """
+        key = (src, index)
+        done = self._memo.get(key)
+        if done is not None:
+            return done
+        if key in self._active:  # asked again while computing it (from a switch's choose)
+            return self._cycle(src)
+        stack = [key]
+        while stack:
+            top = stack[-1]
+            if top in self._memo:
+                stack.pop()
+                continue
+            got = self._attempt(top)
+            if isinstance(got, list):  # outputs it needs first
+                self._active.add(top)
+                stack.extend(got)
+                continue
+            self._memo[top] = got
+            self._active.discard(top)
+            stack.pop()
+        return self._memo[key]
+
+    def _cycle(self, src: str) -> _Resolved:
+        node = self._prompt.get(src)
+        class_type = str(node.get("class_type", "?")) if isinstance(node, dict) else None
+        return unknown_value(src, class_type), UNFOLLOWABLE, False
+
+    def _known(self, raw: Any, missing: list[tuple[str, int]]) -> _Resolved | None:
+        """``raw`` resolved from what is computed already; None (and noted in ``missing``) if not yet."""
+        if not is_link(raw):
+            return raw, None, False
+        key = (str(raw[0]), raw[1])
+        done = self._memo.get(key)
+        if done is not None:
+            return done
+        if key in self._active:  # a link back to an output being computed: a cycle
+            return self._cycle(key[0])
+        missing.append(key)
+        return None
+
+    def _attempt(self, key: tuple[str, int]) -> _Resolved | list[tuple[str, int]]:
+        """The output's value, or the outputs it depends on that are not computed yet."""
+        src, index = key
         node = self._prompt.get(src)
         if not isinstance(node, dict):
             return unknown_value(src, None), UNFOLLOWABLE, False
         class_type = str(node.get("class_type", "?"))
-        if depth > MAX_LINK_DEPTH:
-            return unknown_value(src, class_type), UNFOLLOWABLE, False
         inputs = _inputs(self._prompt, src)
         rule = self._rules.get(class_type)
+        missing: list[tuple[str, int]] = []
         if isinstance(rule, PassThrough):
             name = rule.outputs.get(index)
             if name is not None and name in inputs:
-                return self._resolve(inputs[name], depth)
+                got = self._known(inputs[name], missing)
+                return missing if got is None else got
         elif isinstance(rule, Switch) and index == 0:
+            # The select first, so that choosing (which reads it) finds it computed.
+            if rule.select in inputs and self._known(inputs[rule.select], missing) is None:
+                return missing
             choice = self._choose(src, rule)
             if choice is not None and choice.input in inputs:
-                value, unknown, guessed = self._resolve(inputs[choice.input], depth)
+                got = self._known(inputs[choice.input], missing)
+                if got is None:
+                    return missing
+                value, unknown, guessed = got
                 return value, unknown, guessed or choice.guessed
-        elif isinstance(rule, Compute) and index == 0:
-            computed = self._compute(rule, inputs, depth)
-            if computed is not None:
-                return computed
+        elif isinstance(rule, Compute) and index == 0 and all(name in inputs for name in rule.inputs):
+            args: dict[str, Any] = {}
+            guessed = False
+            known = True
+            for name in rule.inputs:
+                got = self._known(inputs[name], missing)
+                if got is None or got[1] is not None:
+                    known = False
+                    continue
+                args[name] = got[0]
+                guessed = guessed or got[2]
+            if missing:
+                return missing
+            if known:
+                try:
+                    return rule.fn(**args), None, guessed
+                except Exception:  # operands the node itself would reject: value unknown
+                    pass
         return unknown_value(src, class_type), COMPUTED_UPSTREAM, False
-
-    def _compute(self, rule: Compute, inputs: Mapping[str, Any], depth: int) -> tuple[Any, None, bool] | None:
-        args: dict[str, Any] = {}
-        guessed = False
-        for name in rule.inputs:
-            if name not in inputs:
-                return None
-            value, unknown, g = self._resolve(inputs[name], depth)
-            if unknown is not None:
-                return None
-            args[name] = value
-            guessed = guessed or g
-        try:
-            return rule.fn(**args), None, guessed
-        except Exception:  # operands the node itself would reject: value unknown
-            return None
 
 
 class _Pass:
