@@ -311,8 +311,9 @@ def graph_signature(prompt: dict[str, Any], node_id: str, memo: dict[str, bytes]
         for name, value in items:
             if _is_link(value):
                 src = str(value[0])
-                # Not computed yet only when it is still waiting itself: a cycle.
-                upstream = memo.get(src) or _digest(("cycle", src))
+                # Not computed yet only when it is still waiting itself: a cycle, which ComfyUI
+                # refuses to run. A digest equal to nothing, so nothing is ever carried over.
+                upstream = memo.get(src) or os.urandom(16)
                 parts.append((name, "link", value[1], upstream))
             else:
                 parts.append((name, "value", repr(value)))
