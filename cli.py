@@ -237,6 +237,62 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- history (issue 10)
+
+
+def _history_url(args: argparse.Namespace) -> str:
+    """The history database to use: ``--db``, else the configuration's ``history_url``."""
+    from . import config
+
+    url = getattr(args, "db", None) or config.get().history_url
+    if not url or url == config.HISTORY_OFF:
+        raise RuntimeMetadataError(
+            "no history database: give --db URL (the plugin's default is "
+            "sqlite:///<ComfyUI user directory>/runtime_metadata/history.sqlite)"
+        )
+    return str(url)
+
+
+def cmd_history_rebuild(args: argparse.Namespace) -> int:
+    """Fold every event log of a folder into the history (runs already there are kept as they are)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .config import hide_password
+    from .history.rebuild import log_files, rebuild
+    from .history.store import HistoryStore, describe_error
+
+    url = _history_url(args)
+    store = HistoryStore(url)
+    try:
+        store.migrate()
+        report = rebuild(store, log_files(args.log_dir), args.worker)
+    except SQLAlchemyError as exc:
+        # The driver's message can quote the URL: say which database, never its password.
+        print(f"runtime-metadata: history {hide_password(url)}: {describe_error(exc, url)}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    _print(
+        f"{report.files} logs, {report.runs} runs ({report.events} events) in {report.seconds:.2f} s "
+        f"({report.events_per_second:,.0f} events/s): {report.written} written, "
+        f"{report.runs - report.written} already in {hide_password(url)}"
+    )
+    return 1 if report.problems else 0
+
+
+def add_history_commands(sub: Any) -> None:
+    """The ``history`` subcommand."""
+    history = sub.add_parser("history", help="the run history database (see the README's history section)")
+    hsub = history.add_subparsers(dest="history_command", required=True)
+    rebuild = hsub.add_parser("rebuild", help="rebuild or catch up the history from a folder of event logs")
+    rebuild.add_argument("log_dir", help="the folder holding the .rtlog files")
+    rebuild.add_argument("--db", help="SQLAlchemy URL (default: runtime_hooks.history_url of the configuration)")
+    rebuild.add_argument("--worker", help="worker id for logs that do not name theirs (written before schema 3)")
+    rebuild.set_defaults(func=cmd_history_rebuild)
+
+
 def _load_example() -> tuple[dict[str, Any], dict[str, Any]]:
     prompt = json.loads((EXAMPLES / "demo_prompt.json").read_text())
     workflow = json.loads((EXAMPLES / "demo_workflow.json").read_text())
@@ -314,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="show the configuration, or a running ComfyUI's capture status")
     doctor.add_argument("--url", help="ComfyUI's address, e.g. http://127.0.0.1:8188")
     doctor.set_defaults(func=cmd_doctor)
+    add_history_commands(sub)
     return parser
 
 
