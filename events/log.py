@@ -1,15 +1,30 @@
-"""The per-prompt event log: a header, then length-prefixed, checksummed msgpack frames.
+"""The per-prompt event log: a header, then records cut into checksummed fragments in fixed blocks.
 
-Layout::
+Layout (version 4, LevelDB's log format)::
 
-    header  = MAGIC (8 bytes) | schema version (u16 LE) | reserved (u16)
-    frame   = payload length (u32 LE) | crc32(payload) (u32 LE) | payload
+    header    = MAGIC (8 bytes) | version (u16 LE) | reserved (u16)
+    file      = header, then fragments, in blocks of BLOCK_SIZE bytes counted from byte 0
+    fragment  = crc32(type byte, payload) (u32 LE) | payload length (u16 LE) | type (u8) | payload
 
-From version 2 a frame's payload is a msgpack array of events (a batch: the recorder gathers a
-run's events and writes them a few hundred at a time, one encoder call and one checksum per
-batch); in version 1 logs it was a single event. Both are read. Reading never raises on
-damage: a frame that fails its checksum is skipped (the reader resynchronises on the next
-valid frame) and a torn tail is reported, so a damaged log loses only its damaged frames.
+A record is a msgpack array of events (a batch: one node's events, or a few hundred when the
+log is in memory). It is written as one FULL fragment when it fits in what is left of the
+block, else as FIRST, MIDDLE..., LAST fragments, none crossing a block boundary. When fewer
+than a fragment header's bytes are left in a block, they are zeros and the next fragment
+starts the next block.
+
+Reading never raises on damage and costs one pass: a fragment that fails its checksum is
+skipped by its length, and one that claims more bytes than its block holds drops the rest of
+the block; the reader only ever moves forward and resumes at the next block boundary at the
+latest, so every byte is checksummed at most once, whatever the file holds. A damaged payload
+loses its record; a damaged fragment header loses at most the rest of its block and the
+records that touch it; a torn tail (a process killed while writing) loses the record being
+written. Each stretch lost is reported.
+
+Versions 1 to 3 (one length-prefixed frame per event, or per batch, anywhere in the file) are
+still read. Their frames have no boundaries to resynchronise on, so after damage the reader
+looks for the next frame byte by byte, checking only candidates that start like a frame of
+events, and checksums at most ``LEGACY_SCAN_FACTOR`` times the file's size in all; if that is
+spent, the rest of the file is reported as not scanned instead of costing quadratic time.
 """
 
 from __future__ import annotations
@@ -17,9 +32,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import stat
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,18 +47,40 @@ from .schema import SCHEMA_VERSION, AnyEvent
 
 MAGIC = b"\x89RTMLOG\n"
 _HEADER = struct.Struct("<8sHH")
-_FRAME = struct.Struct("<II")
-_ONE = b"\x91"  # msgpack: an array of one item
 HEADER_SIZE = _HEADER.size
-FRAME_OVERHEAD = _FRAME.size
-#: A single event larger than this is treated as damage (a prompt JSON is far smaller).
-MAX_FRAME_BYTES = 256 * 1024 * 1024
+
+#: Fragments never cross a multiple of this: after damage the reader resumes at the next one,
+#: so damage costs at most the rest of its block (and the records that touch it).
+BLOCK_SIZE = 32 * 1024
+_FRAGMENT = struct.Struct("<IHB")
+FRAGMENT_HEADER = _FRAGMENT.size
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+#: crc32 of each fragment type byte: a fragment's checksum starts from its type's.
+_SEED = tuple(zlib.crc32(bytes((kind,))) for kind in range(256))
+_PAD = bytes(FRAGMENT_HEADER)
+_ONE = b"\x91"  # msgpack: an array of one item
+
+#: Versions this reader understands: 1 (a frame per event), 2 (a frame per batch), 3 (2 with
+#: the run's client, worker and images; see ``schema.SCHEMA_VERSION``), 4 (blocks).
+READABLE_VERSIONS = (1, 2, 3, 4)
+#: The first version written in blocks; earlier ones are read by ``_read_legacy``.
+BLOCKS_VERSION = 4
+#: Most bytes read from one log: a bound for special files (/dev/zero, a FIFO) that never end.
+#: A run of a million nodes writes about 100 MB.
+MAX_LOG_BYTES = 1 << 30
+#: Bytes read and scanned at a time from a file or stream (whole blocks).
+READ_CHUNK = 32 * BLOCK_SIZE
+
+# Versions 1 to 3: frame = payload length (u32 LE) | crc32(payload) (u32 LE) | payload.
+_LEGACY_FRAME = struct.Struct("<II")
+LEGACY_FRAME_OVERHEAD = _LEGACY_FRAME.size
+#: A single legacy frame larger than this is treated as damage (a prompt JSON is far smaller).
+LEGACY_MAX_FRAME = 256 * 1024 * 1024
+#: Recovery of a damaged version 1-3 log checksums at most this many times the file's size.
+LEGACY_SCAN_FACTOR = 4
 
 _decoder = msgspec.msgpack.Decoder(AnyEvent)
 _batch_decoder = msgspec.msgpack.Decoder(list[AnyEvent])
-#: Versions this reader understands: 1 (one event per frame), 2 (a batch per frame), 3 (2 with
-#: the run's client, worker and images; see ``schema.SCHEMA_VERSION``).
-READABLE_VERSIONS = (1, 2, 3)
 
 
 def header(version: int = SCHEMA_VERSION) -> bytes:
@@ -80,43 +118,86 @@ def encodable(value: Any) -> Any:
     return value
 
 
+class Framer:
+    """Cuts records into fragments at the log's block boundaries (the writing side of the format).
+
+    ``position`` is the offset in the file where the next byte goes; ``frame`` returns the
+    pieces to append, in order, for one record, and advances it.
+    """
+
+    __slots__ = ("position",)
+
+    def __init__(self, position: int = HEADER_SIZE) -> None:
+        self.position = position
+
+    def frame(self, payload: bytes) -> list[bytes]:
+        """The fragments of one record (headers and payload pieces) and any block padding."""
+        size = len(payload)
+        left = BLOCK_SIZE - self.position % BLOCK_SIZE
+        if size + FRAGMENT_HEADER <= left:  # the usual case: one FULL fragment
+            self.position += size + FRAGMENT_HEADER
+            return [_FRAGMENT.pack(zlib.crc32(payload, _SEED[FULL]), size, FULL), payload]
+        pieces: list[bytes] = []
+        view = memoryview(payload)
+        done = 0
+        first = True
+        while True:
+            if left < FRAGMENT_HEADER:  # too small for a fragment: zeros, then the next block
+                pieces.append(_PAD[:left])
+                self.position += left
+                left = BLOCK_SIZE
+            take = min(size - done, left - FRAGMENT_HEADER)
+            last = done + take == size
+            kind = (FULL if last else FIRST) if first else (LAST if last else MIDDLE)
+            piece = bytes(view[done : done + take])
+            pieces += (_FRAGMENT.pack(zlib.crc32(piece, _SEED[kind]), take, kind), piece)
+            self.position += FRAGMENT_HEADER + take
+            left -= FRAGMENT_HEADER + take
+            done += take
+            first = False
+            if last:
+                return pieces
+
+
+def _encode(encoder: msgspec.msgpack.Encoder, events: Sequence[Any]) -> bytes:
+    try:
+        return encoder.encode(events)
+    except (OverflowError, UnicodeEncodeError):
+        return encoder.encode([encodable(e) for e in events])
+
+
 class MemoryLog:
     """An append-only log held in one growing bytearray."""
 
     def __init__(self) -> None:
         self._buf = bytearray(header())
+        self._framer = Framer(len(self._buf))
         self._encoder = msgspec.msgpack.Encoder()
         self.count = 0
 
     def append(self, event: AnyEvent) -> None:
-        """Add one event as a frame of its own."""
+        """Add one event as a record of its own."""
         self.extend((event,))
 
     def extend(self, events: Sequence[Any]) -> None:
-        """Encode ``events`` (in order) as one frame and add it to the buffer.
+        """Encode ``events`` (in order) as one record and add it to the buffer.
 
         Each item is an event Struct or the tuple ``(tag, *fields)`` with every field: an
         array-like tagged Struct encodes as exactly that msgpack array, so both give the same
         bytes and read back as the same event (the capture hot path builds the tuples).
         """
-        if not events:
-            return
-        # Measured: encoding to bytes then two in-place extends beats encode_into plus a
-        # checksum over a slice of the buffer (which has to copy or pin a memoryview).
-        try:
-            payload = self._encoder.encode(events)
-        except (OverflowError, UnicodeEncodeError):
-            payload = self._encoder.encode([encodable(e) for e in events])
-        self._add_frame(payload, len(events))
+        if events:
+            self.add_record(_encode(self._encoder, events), len(events))
 
     def append_encoded(self, payload: bytes) -> None:
-        """Add one event already encoded (msgpack of the event) as a frame of its own."""
-        self._add_frame(_ONE + payload, 1)  # a batch of one: the array header, then the event
+        """Add one event already encoded (msgpack of the event) as a record of its own."""
+        self.add_record(_ONE + payload, 1)  # a batch of one: the array header, then the event
 
-    def _add_frame(self, payload: bytes, events: int) -> None:
+    def add_record(self, payload: bytes, events: int) -> None:
+        """Add one encoded record (a msgpack array of ``events`` events)."""
         buf = self._buf
-        buf += _FRAME.pack(len(payload), zlib.crc32(payload))
-        buf += payload
+        for piece in self._framer.frame(payload):
+            buf += piece
         self.count += events
 
     def to_bytes(self) -> bytes:
@@ -128,78 +209,146 @@ class MemoryLog:
 
     def events(self) -> list[AnyEvent]:
         """Decode every event appended so far."""
-        return read_log(self.to_bytes()).events
+        return read_log(self._buf).events
 
 
 class FileLog:
-    """An append-only log written through to a file.
+    """An append-only log written through to a file, holding none of it in memory.
 
-    The header is written at once; frames are written whenever ``FLUSH_BYTES`` have gathered,
-    when ``flush`` is called (the save node and the end of the run do) and at ``close``. A
-    crash loses at most the unflushed tail, which the reader reports as a torn tail.
+    Durability: each ``extend`` (one record) reaches the file with one ``os.write`` before it
+    returns, so once it returns a killed process loses none of it (the kernel has it); what a
+    crash can lose is what the caller has not handed over yet (the recorder hands over each
+    node's events when the node ends). ``sync`` and ``close`` also ``fsync`` the file, for a
+    machine that loses power. An append costs its record: nothing is kept but the file offset.
+
+    A write that fails (a full disk, a vanished network folder) is reported once through
+    ``on_error`` and from then on the records are kept in memory, after the bytes the file
+    holds, so the run can still be read back whole (``to_bytes``).
     """
 
-    #: Unwritten bytes that trigger a write (one syscall per ~64 KiB, never one per node).
-    FLUSH_BYTES = 64 * 1024
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], on_error: Callable[[OSError], None] | None = None) -> None:
         self.path = Path(path)
-        self._memory = MemoryLog()
+        self.count = 0
+        self._framer = Framer(0)
+        self._encoder = msgspec.msgpack.Encoder()
+        self._on_error = on_error
+        #: Bytes the file holds (every byte before this offset reached the kernel).
         self._written = 0
-        self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-        self.flush()
+        #: Records that could not be written, after a write error: kept to read the run back.
+        self._unwritten: bytearray | None = None
+        self._fd: int | None = os.open(
+            self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644
+        )
+        head = header()
+        self._framer.position = len(head)
+        self._write([head])
 
     def append(self, event: AnyEvent) -> None:
-        """Add one event as a frame of its own (see ``extend``)."""
+        """Add one event as a record of its own (see ``extend``)."""
         self.extend((event,))
 
     def extend(self, events: Sequence[Any]) -> None:
-        """Add ``events`` as one frame; write the pending frames once enough have gathered."""
-        self._memory.extend(events)
-        self._flush_when_due()
+        """Add ``events`` as one record, written to the file before this returns."""
+        if events:
+            self.add_record(_encode(self._encoder, events), len(events))
 
     def append_encoded(self, payload: bytes) -> None:
-        """Add one event already encoded as a frame of its own (see ``MemoryLog``)."""
-        self._memory.append_encoded(payload)
-        self._flush_when_due()
+        """Add one event already encoded as a record of its own (see ``MemoryLog``)."""
+        self.add_record(_ONE + payload, 1)
 
-    def _flush_when_due(self) -> None:
-        if len(self._memory) - self._written >= self.FLUSH_BYTES:
-            self.flush()
+    def add_record(self, payload: bytes, events: int) -> None:
+        """Write one encoded record (a msgpack array of ``events`` events) to the file."""
+        self._write(self._framer.frame(payload))
+        self.count += events
+
+    def _write(self, pieces: list[bytes]) -> None:
+        data = pieces[0] + pieces[1] if len(pieces) == 2 else b"".join(pieces)
+        if self._unwritten is not None or self._fd is None:
+            self._keep(data)
+            return
+        done = 0
+        try:
+            done = os.write(self._fd, data)
+            while done < len(data):  # a short write (rare on a file): the rest
+                done += os.write(self._fd, memoryview(data)[done:])
+        except OSError as exc:
+            # What reached the file stays readable; the rest of the run is kept in memory.
+            self._keep(data[done:])
+            if self._on_error is not None:
+                self._on_error(exc)
+        finally:
+            self._written += done
+
+    def _keep(self, data: bytes) -> None:
+        if self._unwritten is None:
+            self._unwritten = bytearray()
+        self._unwritten += data
 
     @property
-    def count(self) -> int:
-        return self._memory.count
+    def size(self) -> int:
+        """Bytes of log so far (on disk, and in memory after a write error)."""
+        return self._framer.position
+
+    def __len__(self) -> int:
+        return self._framer.position
 
     def flush(self) -> None:
-        """Write every frame appended so far to the file."""
-        if self._file is None:
-            return
-        data = self._memory.to_bytes()
-        self._file.write(data[self._written :])
-        self._file.flush()
-        self._written = len(data)
+        """Nothing to do: every record is written as it is added (kept for the log protocol)."""
 
-    def close(self) -> None:
-        """Flush and close the file."""
-        if self._file is not None:
-            self.flush()
-            self._file.close()
-            self._file = None
+    def sync(self) -> None:
+        """fsync the file: what it holds survives a power loss too."""
+        if self._fd is not None and self._unwritten is None:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                if self._on_error is not None:
+                    self._on_error(exc)
+
+    def close(self, sync: bool = True) -> None:
+        """fsync (unless ``sync`` is false) and close the file; ``to_bytes`` still works after."""
+        if self._fd is not None:
+            if sync:
+                self.sync()
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def error(self) -> bool:
+        """Whether a write failed (the rest of the run is then in memory only)."""
+        return self._unwritten is not None
 
     def to_bytes(self) -> bytes:
-        """The whole log, including frames not yet flushed."""
-        return self._memory.to_bytes()
+        """The whole log, read back from the file (plus what could not be written)."""
+        if self._fd is not None:
+            data = _pread_all(self._fd, self._written)
+        else:
+            with open(self.path, "rb") as f:
+                data = f.read(self._written)
+        if len(data) < self._written:  # the file was cut short by someone else
+            data += bytes(self._written - len(data))
+        return data + bytes(self._unwritten) if self._unwritten else data
 
     def events(self) -> list[AnyEvent]:
         """Decode every event appended so far."""
-        return self._memory.events()
+        return read_log(self.to_bytes()).events
 
     def __enter__(self) -> FileLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _pread_all(fd: int, size: int) -> bytes:
+    chunks = []
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -218,6 +367,8 @@ class ReadResult:
     events: list[AnyEvent]
     version: int
     damage: list[Damage] = field(default_factory=list)
+    #: Bytes of log read (at most ``MAX_LOG_BYTES``, or the limit the caller gave).
+    size: int = 0
 
     @property
     def ok(self) -> bool:
@@ -250,53 +401,115 @@ def paused_gc(pause: bool = True) -> Iterator[None]:
             gc.enable()
 
 
-def _frame_at(data: bytes, offset: int, batched: bool = True) -> tuple[list[AnyEvent], int] | str:
-    """Decode the frame at ``offset``; return (its events, next offset) or why it is not one."""
-    if offset + FRAME_OVERHEAD > len(data):
-        return "truncated frame header"
-    length, crc = _FRAME.unpack_from(data, offset)
-    end = offset + FRAME_OVERHEAD + length
-    if length > MAX_FRAME_BYTES:
-        return f"frame length {length} is implausible"
-    if end > len(data):
-        return f"frame of {length} bytes truncated after {len(data) - offset - FRAME_OVERHEAD}"
-    payload = data[offset + FRAME_OVERHEAD : end]
-    if zlib.crc32(payload) != crc:
-        return "checksum mismatch"
-    try:
-        if batched:
-            return _batch_decoder.decode(payload), end
-        return [_decoder.decode(payload)], end
-    except msgspec.DecodeError as exc:
-        return f"undecodable event ({exc})"
+class _Damages:
+    """Damage found so far; a stretch that starts where the last one ended extends it."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[Damage] = []
+
+    def add(self, offset: int, length: int, reason: str) -> None:
+        items = self.items
+        if items and items[-1].offset + items[-1].length == offset and items[-1].reason == reason:
+            last = items.pop()
+            items.append(Damage(last.offset, last.length + length, reason))
+        else:
+            items.append(Damage(offset, length, reason))
 
 
-def iter_log(data: bytes) -> Iterator[AnyEvent | Damage]:
-    """Yield events, and a ``Damage`` for each stretch that could not be read.
+class _BlockReader:
+    """Reads version 4 fragments, a buffer of whole blocks at a time; keeps a record that spans them."""
 
-    ``data`` starts with the header (checked by ``read_log``; here only its version is used).
-    """
-    batched = len(data) < HEADER_SIZE or _HEADER.unpack_from(data, 0)[1] >= 2
-    offset = HEADER_SIZE
-    while offset < len(data):
-        got = _frame_at(data, offset, batched)
-        if not isinstance(got, str):
-            events, offset = got
-            yield from events
-            continue
-        # Resynchronise: the next offset where a whole frame checks out.
-        start, reason = offset, got
-        probe = offset + 1
-        while probe < len(data):
-            if not isinstance(_frame_at(data, probe, batched), str):
-                break
-            probe += 1
-        yield Damage(start, probe - start, reason)
-        offset = probe
+    def __init__(self, damage: _Damages) -> None:
+        self.events: list[AnyEvent] = []
+        self.damage = damage
+        self._parts: list[bytes] = []  # fragments of the record being assembled
+        self._start = -1  # its offset, or -1 when no record is open
+
+    def scan(self, buf: bytes | bytearray | memoryview, base: int, skip: int = 0) -> None:
+        """Read the fragments in ``buf``, which holds the file from offset ``base`` (block-aligned,
+        or the end of the header); ``skip`` bytes at its start are not fragments (the header)."""
+        view = memoryview(buf)
+        size = len(view)
+        unpack = _FRAGMENT.unpack_from
+        crc32 = zlib.crc32  # looked up once per buffer, not per fragment
+        seed = _SEED
+        decode = _batch_decoder.decode
+        events = self.events
+        pos = skip
+        while pos < size:
+            left = BLOCK_SIZE - (base + pos) % BLOCK_SIZE
+            if left < FRAGMENT_HEADER:  # a block's zero trailer
+                pos += left
+                continue
+            if pos + FRAGMENT_HEADER > size:
+                self._lose(base + pos, size - pos, "torn tail: a fragment header cut short")
+                return
+            crc, length, kind = unpack(view, pos)
+            body = pos + FRAGMENT_HEADER
+            end = body + length
+            if length > left - FRAGMENT_HEADER:
+                self._lose(base + pos, min(left, size - pos), "fragment longer than its block (damaged)")
+                pos += left
+                continue
+            if end > size:
+                self._lose(base + pos, size - pos, f"torn tail: a fragment of {length} bytes cut short")
+                return
+            piece = view[body:end]
+            if crc32(piece, seed[kind]) != crc:
+                # Most damage is in a payload: its length still leads to the next fragment. If
+                # the length was hit instead, what follows fails too, until the block ends.
+                # Either way the reader only moves forward: each byte is checksummed once.
+                self._lose(base + pos, end - pos, "checksum mismatch")
+                pos = end
+                continue
+            if kind == FULL:
+                if self._start >= 0:
+                    self._drop(base + pos, "record cut short by the next one")
+                try:
+                    events += decode(piece)
+                except msgspec.DecodeError as exc:
+                    self.damage.add(base + pos, end - pos, f"undecodable events ({exc})")
+            elif kind == FIRST:
+                if self._start >= 0:
+                    self._drop(base + pos, "record cut short by the next one")
+                self._start, self._parts = base + pos, [bytes(piece)]
+            elif kind in (MIDDLE, LAST):
+                if self._start < 0:
+                    self.damage.add(base + pos, end - pos, "fragment of a record whose start was lost")
+                else:
+                    self._parts.append(bytes(piece))
+                    if kind == LAST:
+                        self._finish(base + end)
+            else:
+                self.damage.add(base + pos, end - pos, f"unknown fragment type {kind}")
+            pos = end
+
+    def _finish(self, end: int) -> None:
+        payload = b"".join(self._parts)
+        try:
+            self.events += _batch_decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            self.damage.add(self._start, end - self._start, f"undecodable events ({exc})")
+        self._start, self._parts = -1, []
+
+    def _drop(self, end: int, reason: str) -> None:
+        self.damage.add(self._start, end - self._start, reason)
+        self._start, self._parts = -1, []
+
+    def _lose(self, offset: int, length: int, reason: str) -> None:
+        if self._start >= 0:  # the open record loses a fragment: all of it is lost
+            self._drop(offset, "record lost with a damaged fragment")
+        self.damage.add(offset, length, reason)
+
+    def close(self, end: int) -> None:
+        """The log ends at ``end``: a record still open is a torn tail."""
+        if self._start >= 0:
+            self._drop(end, "torn tail: the last record is incomplete")
 
 
-def read_log(data: bytes) -> ReadResult:
-    """Read a whole log; damage is reported in the result, never raised."""
+def _check_header(data: bytes) -> int:
     if len(data) < HEADER_SIZE:
         raise LogFormatError(f"not a runtime-metadata log: {len(data)} bytes, shorter than its header")
     magic, version, _ = _HEADER.unpack_from(data, 0)
@@ -307,24 +520,177 @@ def read_log(data: bytes) -> ReadResult:
             f"log schema version {version} is not one this plugin understands "
             f"({', '.join(map(str, READABLE_VERSIONS))})"
         )
-    events: list[AnyEvent] = []
-    damage: list[Damage] = []
+    return int(version)
+
+
+def read_log(data: bytes | bytearray | memoryview) -> ReadResult:
+    """Read a whole log held in memory; damage is reported in the result, never raised."""
+    version = _check_header(bytes(data[:HEADER_SIZE]))
+    damage = _Damages()
     with paused_gc(len(data) > GC_PAUSE_BYTES):
-        for item in iter_log(data):
-            if isinstance(item, Damage):
-                damage.append(item)
-            else:
-                events.append(item)
-    return ReadResult(events, version, damage)
+        if version < BLOCKS_VERSION:
+            events = _read_legacy(data, version, damage)
+        else:
+            reader = _BlockReader(damage)
+            reader.scan(data, 0, HEADER_SIZE)
+            reader.close(len(data))
+            events = reader.events
+    return ReadResult(events, version, damage.items, len(data))
 
 
-def read_log_file(path: str | os.PathLike[str]) -> ReadResult:
-    """Read a log from disk."""
-    return read_log(Path(path).read_bytes())
+def _read_up_to(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end of the stream (pipes return what they have)."""
+    parts = []
+    got = 0
+    while got < size:
+        chunk = stream.read(min(size - got, READ_CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def write_log_file(path: str | os.PathLike[str], events: Iterable[AnyEvent]) -> None:
-    """Write ``events`` as a complete log file."""
+def read_log_stream(stream: BinaryIO, max_bytes: int = MAX_LOG_BYTES) -> ReadResult:
+    """Read a log from a binary stream, a buffer of blocks at a time, at most ``max_bytes`` of it.
+
+    A stream that is not a log fails at its first bytes (``LogFormatError``); one that goes on
+    beyond ``max_bytes`` (a device, a FIFO fed forever) is read up to there and the result says
+    so. Version 4 is scanned as it arrives; versions 1 to 3 are read whole, then scanned.
+    """
+    head = _read_up_to(stream, HEADER_SIZE)
+    version = _check_header(head)
+    damage = _Damages()
+    limit = max(max_bytes, HEADER_SIZE)
+    with paused_gc():
+        if version < BLOCKS_VERSION:
+            data = head + _read_up_to(stream, limit - HEADER_SIZE)
+            events = _read_legacy(data, version, damage)
+            size = len(data)
+        else:
+            reader = _BlockReader(damage)
+            size = HEADER_SIZE
+            want = READ_CHUNK - HEADER_SIZE  # so that every buffer after the first is whole blocks
+            while size < limit:
+                chunk = _read_up_to(stream, min(want, limit - size))
+                if not chunk:
+                    break
+                reader.scan(chunk, size)
+                size += len(chunk)
+                want = READ_CHUNK
+            reader.close(size)
+            events = reader.events
+    if size >= limit:
+        damage.add(size, 0, f"reading stopped at the {limit}-byte limit")
+    return ReadResult(events, version, damage.items, size)
+
+
+def read_log_file(path: str | os.PathLike[str], max_bytes: int = MAX_LOG_BYTES) -> ReadResult:
+    """Read a log file (a regular file: a FIFO or a device is refused before any read blocks).
+
+    At most ``max_bytes`` are read (see ``read_log_stream``); ``OSError`` when it cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb", buffering=0) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LogFormatError("not a runtime-metadata log: not a regular file")
+        os.set_blocking(fd, True)
+        return read_log_stream(f, max_bytes)
+
+
+def iter_log(data: bytes) -> Iterator[AnyEvent | Damage]:
+    """Every event of a log held in memory, then a ``Damage`` for each stretch that could not be read."""
+    result = read_log(data)
+    yield from result.events
+    yield from result.damage
+
+
+# --- versions 1 to 3 -------------------------------------------------------------------------
+
+#: msgpack array headers (fixarray, array16, array32) and fixstr: how a frame of events starts.
+_ARRAY_STARTS = frozenset([*range(0x91, 0xA0), 0xDC, 0xDD])
+_FIXSTR = range(0xA1, 0xC0)
+
+
+def _plausible(data: bytes | bytearray | memoryview, body: int, batched: bool) -> bool:
+    """Whether a legacy frame's payload starts like events: [batch array,] event array, tag string."""
+    try:
+        if batched:
+            if data[body] not in _ARRAY_STARTS:
+                return False
+            body += 1 if data[body] < 0xA0 else (3 if data[body] == 0xDC else 5)
+        return data[body] in _ARRAY_STARTS and data[body + 1] in _FIXSTR
+    except IndexError:
+        return False
+
+
+def _read_legacy(data: bytes | bytearray | memoryview, version: int, damage: _Damages) -> list[AnyEvent]:
+    """Versions 1 to 3: frames one after another; after damage, a bounded byte-by-byte search."""
+    view = memoryview(data)
+    size = len(view)
+    batched = version >= 2
+    crc32 = zlib.crc32
+    unpack = _LEGACY_FRAME.unpack_from
+    budget = LEGACY_SCAN_FACTOR * size + BLOCK_SIZE  # bytes the search may checksum in all
+    events: list[AnyEvent] = []
+    offset = HEADER_SIZE
+
+    def frame_at(at: int, searching: bool) -> tuple[list[AnyEvent], int] | str:
+        nonlocal budget
+        if at + LEGACY_FRAME_OVERHEAD > size:
+            return "truncated frame header"
+        length, crc = unpack(view, at)
+        end = at + LEGACY_FRAME_OVERHEAD + length
+        if length > LEGACY_MAX_FRAME:
+            return f"frame length {length} is implausible"
+        if end > size:
+            return f"frame of {length} bytes truncated after {size - at - LEGACY_FRAME_OVERHEAD}"
+        body = at + LEGACY_FRAME_OVERHEAD
+        if searching and not _plausible(view, body, batched):
+            return "not a frame"
+        budget -= length
+        if crc32(view[body:end]) != crc:
+            return "checksum mismatch"
+        try:
+            if batched:
+                return _batch_decoder.decode(view[body:end]), end
+            return [_decoder.decode(view[body:end])], end
+        except msgspec.DecodeError as exc:
+            return f"undecodable event ({exc})"
+
+    while offset < size:
+        got = frame_at(offset, False)
+        if not isinstance(got, str):
+            events += got[0]
+            offset = got[1]
+            continue
+        start, reason = offset, got
+        probe = offset + 1
+        while probe < size and budget > 0:
+            if not isinstance(frame_at(probe, True), str):
+                break
+            probe += 1
+        if budget <= 0 and probe < size:
+            damage.add(start, probe - start, reason)
+            damage.add(
+                probe,
+                size - probe,
+                "not scanned: damage too dense to search further in linear time (version "
+                f"{version} log; logs written since version {BLOCKS_VERSION} do not have this limit)",
+            )
+            break
+        damage.add(start, probe - start, reason)
+        offset = probe
+    return events
+
+
+def write_log_file(path: str | os.PathLike[str], events: Iterable[AnyEvent], batch: int = 1) -> None:
+    """Write ``events`` as a complete log file, ``batch`` events to a record (damage then costs one)."""
     with FileLog(path) as log:
-        for event in events:  # a frame each: damage then costs one event
-            log.append(event)
+        pending: list[AnyEvent] = []
+        for event in events:
+            pending.append(event)
+            if len(pending) >= batch:
+                log.extend(pending)
+                pending = []
+        log.extend(pending)

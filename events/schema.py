@@ -16,7 +16,9 @@ import msgspec
 #: 2: a log frame holds a batch of events (1: one event per frame); the events are unchanged.
 #: 3: RunStarted carries the client and worker ids, RunFinished the images the run saved
 #: (fields added at the end: version 2 logs read with their defaults).
-SCHEMA_VERSION = 3
+#: 4: the log's records are cut into checksummed fragments in fixed blocks (see ``log``); the
+#: events are those of 3.
+SCHEMA_VERSION = 4
 
 
 class Event(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
