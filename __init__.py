@@ -6,7 +6,7 @@ enables capture, installs the executor hooks. Importing it outside ComfyUI does 
 
 from __future__ import annotations
 
-WEB_DIRECTORY = None
+WEB_DIRECTORY = "./web"  # the browser extension (plain ES modules, see web/)
 
 # Imported as a package: by ComfyUI (custom_nodes/<folder>) or installed as runtime_metadata.
 # pytest also imports this file, as a lone module, when the checkout's folder name is not a

@@ -1,0 +1,68 @@
+// The extension's CSS, injected once per document (ComfyUI loads no stylesheet for extensions).
+// Colours come from ComfyUI's own CSS variables where the page defines them (both frontends do),
+// so the panel follows the user's palette; the dashboard page defines the same variables.
+
+const CSS = `
+.rtm { font: 13px/1.4 Arial, sans-serif; color: var(--fg-color, #ddd); }
+.rtm * { box-sizing: border-box; }
+.rtm h3 { font-size: 13px; margin: 12px 0 4px; color: var(--fg-color, #ddd); font-weight: bold; }
+.rtm .rtm-muted { color: var(--descrip-text, #999); }
+.rtm .rtm-error { color: var(--error-text, #ff6b6b); }
+.rtm button.rtm-btn { background: var(--comfy-input-bg, #222); color: var(--input-text, #ddd);
+  border: 1px solid var(--border-color, #4e4e4e); border-radius: 4px; padding: 2px 8px; cursor: pointer; font: inherit; }
+.rtm button.rtm-btn:hover { filter: brightness(1.3); }
+.rtm a { color: #7fb2ff; }
+.rtm-status { padding: 6px 8px; border: 1px solid var(--border-color, #4e4e4e); border-radius: 6px; }
+.rtm-status .rtm-state { font-weight: bold; }
+.rtm-status .rtm-state.on { color: #81c784; }
+.rtm-status .rtm-state.off { color: #e57373; }
+.rtm-status .rtm-state.pending { color: #ffd54f; }
+.rtm-status label { display: inline-flex; gap: 4px; align-items: center; cursor: pointer; }
+.rtm-status ul { margin: 2px 0 0 16px; padding: 0; }
+.rtm table { border-collapse: collapse; width: 100%; }
+.rtm td, .rtm th { padding: 2px 6px; text-align: left; white-space: nowrap; }
+.rtm th { color: var(--descrip-text, #999); font-weight: normal; border-bottom: 1px solid var(--border-color, #4e4e4e); }
+.rtm td.num, .rtm th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.rtm tr.rtm-click { cursor: pointer; }
+.rtm tr.rtm-click:hover td { background: rgba(127, 178, 255, 0.12); }
+.rtm tr.rtm-selected td { background: rgba(127, 178, 255, 0.22); }
+.rtm .rtm-dot { display: inline-block; width: 8px; height: 8px; border-radius: 50%; margin-right: 4px; }
+.rtm .rtm-dot.success, .rtm .rtm-dot.executed { background: #66bb6a; }
+.rtm .rtm-dot.error, .rtm .rtm-dot.failed { background: #ef5350; }
+.rtm .rtm-dot.interrupted { background: #ffb300; }
+.rtm .rtm-dot.cached { background: #9e9e9e; }
+.rtm .rtm-dot.running, .rtm .rtm-dot.pending { background: #42a5f5; }
+.rtm .rtm-wf td.bar { width: 100%; padding: 0 4px; }
+.rtm .rtm-wf svg { display: block; width: 100%; height: 12px; }
+.rtm .rtm-wf .rtm-bar.executed { fill: #66bb6a; }
+.rtm .rtm-wf .rtm-bar.failed { fill: #ef5350; }
+.rtm .rtm-wf .rtm-bar.interrupted { fill: #ffb300; }
+.rtm .rtm-wf .rtm-cached-mark { fill: #8a8a8a; }
+.rtm .rtm-wf .rtm-track { fill: rgba(255, 255, 255, 0.05); }
+.rtm .rtm-label { max-width: 180px; overflow: hidden; text-overflow: ellipsis; }
+.rtm details { margin: 2px 0; }
+.rtm details summary { cursor: pointer; }
+.rtm .rtm-kv td:first-child { color: var(--descrip-text, #999); }
+.rtm .rtm-kv td { white-space: normal; word-break: break-word; }
+.rtm-panel { padding: 8px; overflow: auto; height: 100%; }
+.rtm-floating { position: fixed; top: 60px; right: 16px; width: 460px; max-height: calc(100vh - 80px);
+  z-index: 1000; background: var(--comfy-menu-bg, #353535); border: 1px solid var(--border-color, #4e4e4e);
+  border-radius: 8px; box-shadow: 0 4px 24px rgba(0, 0, 0, 0.5); display: flex; flex-direction: column; }
+.rtm-floating > .rtm-head { display: flex; align-items: center; gap: 8px; padding: 6px 8px; cursor: move;
+  border-bottom: 1px solid var(--border-color, #4e4e4e); font-weight: bold; }
+.rtm-floating > .rtm-head .rtm-close { margin-left: auto; }
+.rtm-floating > .rtm-panel { overflow: auto; flex: 1; }
+.rtm-toolbar { display: flex; gap: 8px; align-items: center; margin: 6px 0; flex-wrap: wrap; }
+.rtm-chart { width: 100%; height: auto; display: block; }
+.rtm-chart text { fill: var(--descrip-text, #999); font: 10px Arial, sans-serif; }
+.rtm-chart .rtm-axis { stroke: var(--border-color, #4e4e4e); }
+`;
+
+/** Add the stylesheet to `doc` once. */
+export function ensureStyles(doc = document) {
+  if (doc.getElementById("rtm-styles")) return;
+  const style = doc.createElement("style");
+  style.id = "rtm-styles";
+  style.textContent = CSS;
+  doc.head.append(style);
+}
