@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
+import subprocess
+import sys
+import threading
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import piexif
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from runtime_metadata.writers.containers import MAX_TEXT_BYTES
+from runtime_metadata.writers.containers import MAX_TEXT_BYTES, MAX_TEXT_TOTAL_BYTES, walk_png
 from runtime_metadata.writers.png import read_text_chunks
 from runtime_metadata.writers.read import read_metadata
 from runtime_metadata.writers.save import save_image
@@ -127,7 +134,8 @@ def test_junk_is_reported_never_raised(tmp_path: Path, data: bytes) -> None:
 
 def test_missing_file_is_a_problem(tmp_path: Path) -> None:
     meta = read_metadata(tmp_path / "nope.png")
-    assert meta.format is None and meta.problems and "cannot read" in meta.problems[0]
+    assert meta.format is None and meta.problems == [f"{tmp_path / 'nope.png'}: no such file"]
+    assert meta.unreadable == meta.problems[0]
 
 
 def test_non_json_values_and_duplicates_and_language_tags(tmp_path: Path) -> None:
@@ -249,3 +257,150 @@ def test_deeply_nested_json_is_reported_not_raised(tmp_path: Path) -> None:
         "prompt is not valid JSON",
         "runtime_metadata is not valid JSON",
     ]
+
+
+# --- Special files and resources ----------------------------------------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def read_in_thread(path: Path, seconds: float = 5.0) -> tuple[Any, bool]:
+    """read_metadata(path) in a thread: (its result, whether it returned within ``seconds``)."""
+    box: list[Any] = []
+    worker = threading.Thread(target=lambda: box.append(read_metadata(path)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return (box[0] if box else None), not worker.is_alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_given_as_the_image_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "a.png"
+    os.mkfifo(fifo)
+    meta, returned = read_in_thread(fifo)
+    if not returned:  # unblock the reader stuck in open() so the test run can end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert returned, "read_metadata blocked on a FIFO"
+    assert meta.unreadable == f"{fifo} is a FIFO (named pipe), not a file"
+    assert meta.problems == [meta.unreadable]
+
+
+def test_a_directory_or_a_device_given_as_the_image_says_what_it_is(tmp_path: Path) -> None:
+    assert read_metadata(tmp_path).unreadable == f"{tmp_path} is a directory, not a file"
+    meta, returned = read_in_thread(Path("/dev/zero"))
+    assert returned and meta.unreadable == "/dev/zero is a device, not a file"
+
+
+def test_a_directory_where_the_sidecar_should_be_is_a_problem_and_leaks_nothing(tmp_path: Path) -> None:
+    image = tmp_path / "a.png"
+    document = {"schema": 1, "runtime": {"nodes": ["x" * 100] * 500}}
+    result = save_image(Image.new("RGB", (4, 4)), image, "png", document=document, inline_size_limit_kb=1)
+    assert result.sidecar is not None
+    result.sidecar.unlink()
+    result.sidecar.mkdir()
+    before = open_fds()
+    for _ in range(20):
+        meta = read_metadata(image)  # documented never to raise
+        assert meta.document is None
+        assert meta.problems == [f"sidecar is not a regular file: {result.sidecar.name} is a directory"]
+    assert open_fds() == before
+
+
+RSS_PROBE = """
+import json, resource, sys
+from runtime_metadata.writers.read import read_metadata
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+meta = read_metadata(sys.argv[1])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps([(after - before) * 1024, meta.problems]))
+"""
+
+
+def peak_rss_growth(path: Path) -> tuple[int, list[str]]:
+    """Bytes of peak RSS that reading ``path`` adds, measured in a fresh process; and the problems."""
+    out = subprocess.run([sys.executable, "-c", RSS_PROBE, str(path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    growth, problems = json.loads(out.stdout)
+    return growth, problems
+
+
+def test_sixteen_compressed_chunks_cannot_inflate_past_the_files_text_budget(tmp_path: Path) -> None:
+    # Each chunk alone is within MAX_TEXT_BYTES; together they would inflate to 1 GiB.
+    bombs = [ztxt(f"k{i}", bytes(MAX_TEXT_BYTES)) for i in range(16)]
+    path = write(tmp_path, "bombs.png", png_with(*bombs))
+    assert path.stat().st_size < 2 << 20
+    growth, problems = peak_rss_growth(path)
+    # The first fits the budget (Pillow would refuse it); every later one is refused.
+    assert problems == [
+        *[
+            "PNG zTXt chunk unreadable: inflates past what is left of MAX_TEXT_TOTAL_BYTES "
+            f"({MAX_TEXT_TOTAL_BYTES}) for the file"
+        ]
+        * 15,
+        "PNG 'k0' inflates past Pillow's MAX_TEXT_CHUNK: Pillow (and ComfyUI) refuse this file",
+    ]
+    assert growth < 3 * MAX_TEXT_TOTAL_BYTES, f"reading took {growth >> 20} MiB more"
+
+
+def test_the_text_budget_counts_every_chunk_in_the_file() -> None:
+    plain = [text(f"t{i}", "x" * 1000) for i in range(5)]
+    raw = png_with(*plain, ztxt("z", b"y" * 3000))
+    found = walk_png(io.BytesIO(raw), len(raw), text_budget=3500)
+    assert [t.key for t in found.texts] == ["t0", "t1", "t2"]
+    assert found.problems == [
+        "PNG tEXt chunk of 1003 bytes skipped (the file's text passes MAX_TEXT_TOTAL_BYTES)",
+        "PNG tEXt chunk of 1003 bytes skipped (the file's text passes MAX_TEXT_TOTAL_BYTES)",
+        "PNG zTXt chunk unreadable: inflates past what is left of MAX_TEXT_TOTAL_BYTES "
+        f"({MAX_TEXT_TOTAL_BYTES}) for the file",
+    ]
+
+
+# --- Any sequence of chunks ---------------------------------------------------------------------
+
+
+keys = st.sampled_from(["prompt", "workflow", "parameters", "runtime_metadata", "k", ""]) | st.text(max_size=90)
+payloads = st.binary(max_size=200) | st.text(max_size=200).map(lambda t: t.encode("utf-8"))
+
+
+@st.composite
+def png_chunks(draw: st.DrawFn) -> bytes:
+    """A chunk a PNG may hold, well formed or damaged in one of the ways files are."""
+    kind = draw(st.sampled_from([b"tEXt", b"zTXt", b"iTXt", b"IDAT", b"eXIf", b"IEND"]))
+    key = draw(keys).encode("latin-1", "replace")
+    body = draw(payloads)
+    if kind == b"zTXt":
+        data = (
+            key
+            + b"\x00"
+            + draw(st.sampled_from([b"\x00", b"\x01"]))
+            + draw(st.sampled_from([zlib.compress(body), body]))
+        )
+    elif kind == b"iTXt":
+        flag = draw(st.sampled_from([b"\x00\x00", b"\x01\x00", b"\x01\x05"]))
+        data = key + b"\x00" + flag + draw(st.sampled_from([b"", b"en"])) + b"\x00\x00"
+        data += zlib.compress(body) if flag == b"\x01\x00" else body
+    else:
+        data = key + b"\x00" + body
+    damage = draw(st.sampled_from(["none", "none", "none", "crc", "length", "cut"]))
+    if damage == "crc":
+        return chunk(kind, data, crc=0)
+    if damage == "length":
+        return struct.pack(">I", draw(st.integers(0, 0xFFFF_FFFF))) + kind + data
+    out = chunk(kind, data)
+    return out[: draw(st.integers(0, len(out)))] if damage == "cut" else out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(png_chunks(), max_size=8), st.booleans())
+def test_any_chunk_sequence_is_read_without_raising(tmp_path: Path, chunks: list[bytes], cut: bool) -> None:
+    raw = png_with(*chunks)
+    if cut:
+        raw = raw[: len(raw) // 2]
+    path = write(tmp_path, "fuzz.png", raw)
+    meta = read_metadata(path)
+    assert meta.format == "png" and meta.unreadable is None
+    # Every text chunk found is one the walker can also read alone: nothing invented.
+    for found in walk_png(io.BytesIO(raw), len(raw)).texts:
+        assert found.key

@@ -19,6 +19,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_CHUNK_BYTES = 64 << 20
 #: Largest decompressed zTXt/compressed iTXt accepted (Pillow's own limit is 1 MiB).
 MAX_TEXT_BYTES = 64 << 20
+#: Text read per file, all text chunks together (as stored plus inflated): room for one chunk
+#: at MAX_TEXT_BYTES and the rest of a file, but sixteen compressed chunks of a 1 MB file
+#: must not inflate to a gigabyte each.
+MAX_TEXT_TOTAL_BYTES = MAX_TEXT_BYTES + (16 << 20)
 #: PNG chunk lengths are 31-bit by specification.
 PNG_MAX_LENGTH = 0x7FFF_FFFF
 #: PNG text chunks this walker decodes.
@@ -49,27 +53,34 @@ class Found:
     problems: list[str] = field(default_factory=list)
 
 
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes, budget: int) -> bytes:
+    limit = min(MAX_TEXT_BYTES, budget)
     inflater = zlib.decompressobj()
-    out = inflater.decompress(data, MAX_TEXT_BYTES + 1)
-    if len(out) > MAX_TEXT_BYTES or inflater.unconsumed_tail:
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit or inflater.unconsumed_tail:
+        if limit < MAX_TEXT_BYTES:
+            raise ValueError(
+                f"inflates past what is left of MAX_TEXT_TOTAL_BYTES ({MAX_TEXT_TOTAL_BYTES}) for the file"
+            )
         raise ValueError(f"inflates past MAX_TEXT_BYTES ({MAX_TEXT_BYTES})")
     if not inflater.eof:
         raise ValueError("compressed text is truncated")
     return out
 
 
-def _png_text(chunk_type: bytes, data: bytes) -> PngText:
+def _png_text(chunk_type: bytes, data: bytes, budget: int = MAX_TEXT_TOTAL_BYTES) -> tuple[PngText, int]:
+    """The chunk's text and how many bytes inflating it produced (0 when stored plain)."""
     key_raw, sep, rest = data.partition(b"\x00")
     if not sep or not 1 <= len(key_raw) <= 79:
         raise ValueError("no valid keyword")
     key = key_raw.decode("latin-1")
     if chunk_type == b"tEXt":
-        return PngText(key, rest.decode("latin-1"), "tEXt")
+        return PngText(key, rest.decode("latin-1"), "tEXt"), 0
     if chunk_type == b"zTXt":
         if rest[:1] != b"\x00":
             raise ValueError("unknown compression method")
-        return PngText(key, _inflate(rest[1:]).decode("latin-1"), "zTXt", compressed=True)
+        inflated = _inflate(rest[1:], budget)
+        return PngText(key, inflated.decode("latin-1"), "zTXt", compressed=True), len(inflated)
     if len(rest) < 2:
         raise ValueError("iTXt too short")
     flag, method, rest = rest[0], rest[1], rest[2:]
@@ -80,12 +91,17 @@ def _png_text(chunk_type: bytes, data: bytes) -> PngText:
     if flag:
         if method != 0:
             raise ValueError("unknown compression method")
-        body = _inflate(body)
-    return PngText(key, body.decode("utf-8"), "iTXt", compressed=bool(flag), language=lang.decode("latin-1"))
+        body = _inflate(body, budget)
+    text = PngText(key, body.decode("utf-8"), "iTXt", compressed=bool(flag), language=lang.decode("latin-1"))
+    return text, len(body) if flag else 0
 
 
-def walk_png(fh: BinaryIO, size: int) -> Found:
-    """Text chunks of a PNG, in file order, with every chunk type seen."""
+def walk_png(fh: BinaryIO, size: int, text_budget: int = MAX_TEXT_TOTAL_BYTES) -> Found:
+    """Text chunks of a PNG, in file order, with every chunk type seen.
+
+    At most ``text_budget`` bytes of text are read and inflated, all chunks together; chunks
+    past it are reported and skipped.
+    """
     found = Found()
     if fh.read(8) != PNG_SIGNATURE:
         found.problems.append("not a PNG (bad signature)")
@@ -108,8 +124,11 @@ def walk_png(fh: BinaryIO, size: int) -> Found:
             fh.seek(length + 4, 1)
             pos += 12 + length
             continue
-        if length > MAX_CHUNK_BYTES:
-            found.problems.append(f"PNG {name} chunk of {length} bytes skipped (over MAX_CHUNK_BYTES)")
+        if length > MAX_CHUNK_BYTES or length > text_budget:
+            limit = (
+                "over MAX_CHUNK_BYTES" if length > MAX_CHUNK_BYTES else "the file's text passes MAX_TEXT_TOTAL_BYTES"
+            )
+            found.problems.append(f"PNG {name} chunk of {length} bytes skipped ({limit})")
             fh.seek(length + 4, 1)
             pos += 12 + length
             continue
@@ -119,10 +138,14 @@ def walk_png(fh: BinaryIO, size: int) -> Found:
         if zlib.crc32(chunk_type + data) != crc:
             found.problems.append(f"PNG {name} chunk damaged (CRC mismatch); skipped")
             continue
+        text_budget -= length
         try:
-            found.texts.append(_png_text(chunk_type, data))
+            text, inflated = _png_text(chunk_type, data, text_budget)
         except (ValueError, UnicodeDecodeError, zlib.error) as exc:
             found.problems.append(f"PNG {name} chunk unreadable: {exc}")
+            continue
+        text_budget -= inflated
+        found.texts.append(text)
 
 
 def walk_jpeg(fh: BinaryIO, size: int) -> Found:

@@ -18,6 +18,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .containers import walk_png
+from .files import open_regular
 
 #: The key of the plugin's own chunk.
 DOCUMENT_KEY = "runtime_metadata"
@@ -80,7 +81,7 @@ def write_png(image: Image.Image, target: str | BinaryIO, chunks: list[TextChunk
 def read_text_chunks(source: str | os.PathLike[str] | BinaryIO) -> dict[str, str]:
     """Every readable text chunk of a PNG by key (tEXt, zTXt and iTXt alike; first one wins)."""
     if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as fh:
+        with open_regular(source) as fh:
             return read_text_chunks(fh)
     start = source.tell()
     size = source.seek(0, io.SEEK_END) - start

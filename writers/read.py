@@ -19,6 +19,7 @@ from PIL.PngImagePlugin import MAX_TEXT_CHUNK as PIL_MAX_TEXT_CHUNK
 from ..errors import SidecarError
 from .containers import PNG_SIGNATURE, Found, walk_jpeg, walk_png, walk_webp
 from .exif import read_exif
+from .files import describe_os_error, open_regular
 from .png import DOCUMENT_KEY
 from .save import SIDECAR_KEY
 from .sidecar import SidecarPointer, decode_document, read_sidecar_bytes
@@ -47,6 +48,9 @@ class ImageMetadata:
     dropped: tuple[str, ...] = ()
     chunks: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: Set when the file itself could not be read (missing, a directory, a FIFO...): the one
+    #: line to say, also the first of ``problems``.
+    unreadable: str | None = None
 
 
 def sniff(head: bytes) -> str | None:
@@ -74,7 +78,7 @@ def read_metadata(path: str | os.PathLike[str], *, follow_sidecar: bool = True) 
     """Prompt, workflow, parameters and document of an image, and every problem met."""
     meta = ImageMetadata(Path(path))
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             size = os.fstat(fh.fileno()).st_size
             meta.format = sniff(fh.read(12))
             fh.seek(0)
@@ -88,7 +92,8 @@ def read_metadata(path: str | os.PathLike[str], *, follow_sidecar: bool = True) 
                 meta.problems.append("not a PNG, JPEG or WebP file")
                 return meta
     except OSError as exc:
-        meta.problems.append(f"cannot read {path}: {exc}")
+        meta.unreadable = describe_os_error(path, exc)
+        meta.problems.append(meta.unreadable)
         return meta
     meta.chunks = found.chunk_order
     meta.problems += found.problems
@@ -172,8 +177,14 @@ def _read_document(meta: ImageMetadata, text: str, follow_sidecar: bool) -> None
         return
     try:
         checked = SidecarPointer.from_dict(pointer)
+    except SidecarError as exc:
+        meta.problems.append(str(exc))
+        return
+    try:
         content = read_sidecar_bytes(meta.path, checked)
         meta.document = decode_document(content, checked.file)
         meta.document_text = content.decode("utf-8")
     except (SidecarError, UnicodeDecodeError) as exc:
         meta.problems.append(str(exc))
+    except OSError as exc:  # e.g. the image's folder went away while being checked
+        meta.problems.append(f"sidecar {checked.file} cannot be read: {exc.strerror or exc}")

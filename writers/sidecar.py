@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -26,6 +25,7 @@ import zstandard
 
 from ..errors import SidecarError
 from .atomic import atomic_write_bytes
+from .files import NotARegularFile, open_regular
 
 #: Every sidecar ends with this; the reader opens no other name, whatever a pointer says.
 SIDECAR_SUFFIX = ".runtime.json.zst"
@@ -163,19 +163,17 @@ def resolve_sidecar(image_path: str | os.PathLike[str], pointer: SidecarPointer)
 def read_sidecar_bytes(image_path: str | os.PathLike[str], pointer: SidecarPointer) -> bytes:
     """The canonical JSON a pointer refers to, after every check; raises SidecarError."""
     path = resolve_sidecar(image_path, pointer)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    flags |= getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)
+        fh = open_regular(path, follow_symlinks=False)
     except FileNotFoundError as exc:
         raise SidecarError(f"sidecar missing: {pointer.file}") from exc
+    except NotARegularFile as exc:
+        # A FIFO or device under a sidecar's name would block or never end; a directory fails later.
+        raise SidecarError(f"sidecar is not a regular file: {pointer.file} is {exc.kind}") from exc
     except OSError as exc:
         raise SidecarError(f"sidecar cannot be opened: {pointer.file}: {exc}") from exc
-    with os.fdopen(fd, "rb") as fh:
+    with fh:
         st = os.fstat(fh.fileno())
-        # A FIFO or device under a sidecar's name would block or never end.
-        if not stat.S_ISREG(st.st_mode):
-            raise SidecarError(f"sidecar is not a regular file: {pointer.file}")
         if st.st_size < pointer.bytes:
             raise SidecarError(
                 f"sidecar truncated: {pointer.file} has {st.st_size} bytes, the image says {pointer.bytes}"
