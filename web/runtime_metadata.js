@@ -215,7 +215,11 @@ function installDrawHook(canvas) {
     const result = previous?.apply(this, arguments);
     if (drawing) {
       try {
-        layer.draw(ctx, this.graph, area, pathOf(this.graph), globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30);
+        // The Vue frontend says when it draws in low quality; LiteGraph 2024 did below 60 %.
+        const low = typeof this.low_quality === "boolean" ? this.low_quality : (this.ds?.scale ?? 1) < 0.6;
+        // LiteGraph 2024 passes its (never set) visible_rect; visible_area is the real one.
+        const visible = area ?? this.visible_area;
+        layer.draw(ctx, this.graph, visible, pathOf(this.graph), globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30, low);
       } catch (err) {
         drawing = false;
         report("drawing the badges (badges switched off for this page)", err);

@@ -2,9 +2,10 @@
 //
 // One canvas-level hook (LGraphCanvas.onDrawForeground, which both the March-2024 LiteGraph and
 // the Vue frontend's fork call once per frame in graph coordinates) draws every badge, so no
-// node or node class is patched and turning the badges off removes all the cost. Backgrounds of
-// one colour are filled as one path and text widths are measured once per badge, which keeps
-// a 200-node graph under a millisecond per frame (bench/browser).
+// node or node class is patched and turning the badges off removes all the cost. Each badge is
+// measured once and rasterised once per zoom step; frames copy the bitmaps, and zoomed out
+// (no text) fill plain rectangles, which keeps a 200-node graph under a millisecond per frame
+// (bench/browser).
 
 import { formatMs } from "./format.js";
 import { rollUp } from "./rollup.js";
@@ -41,7 +42,52 @@ export function badgeFor(agg) {
     value = agg.ms > 0 ? formatMs(agg.ms) : "";
   } else return null;
   const text = label && value ? `${label} ${value}` : label || value;
-  return { status: agg.status, label, value, text, entries: agg.entries, labelW: -1, valueW: -1 };
+  return { status: agg.status, label, value, text, entries: agg.entries, labelW: -1, valueW: -1, bitmap: null, bitmapScale: 0 };
+}
+
+const MAX_BITMAP_SCALE = 8; // deeper zoom draws a slightly soft badge rather than a huge bitmap
+
+/** Round a device-pixels-per-unit scale up to the next of 8 steps per doubling (≤ 9 % apart). */
+export function quantizeScale(k) {
+  if (!(k > 0)) return 1;
+  return Math.min(MAX_BITMAP_SCALE, 2 ** (Math.ceil(Math.log2(k) * 8) / 8));
+}
+
+/** Draw a badge (background and text) into a new bitmap at k device pixels per unit. */
+function renderBadge(badge, w, k) {
+  const width = Math.max(1, Math.ceil(w * k));
+  const height = Math.max(1, Math.ceil(BADGE_HEIGHT * k));
+  let canvas;
+  if (typeof OffscreenCanvas === "function") canvas = new OffscreenCanvas(width, height);
+  else {
+    canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+  }
+  const c = canvas.getContext("2d");
+  if (!c) return null;
+  c.scale(k, k);
+  const colors = COLORS[badge.status];
+  c.fillStyle = colors.bg;
+  c.beginPath();
+  if (c.roundRect) c.roundRect(0, 0, w, BADGE_HEIGHT, RADIUS);
+  else c.rect(0, 0, w, BADGE_HEIGHT);
+  c.fill();
+  c.font = FONT;
+  c.textAlign = "left";
+  c.textBaseline = "middle";
+  const mid = BADGE_HEIGHT / 2 + 1;
+  let tx = PAD;
+  if (badge.label) {
+    c.fillStyle = colors.fg;
+    c.fillText(badge.label, tx, mid);
+    tx += badge.labelW + 4;
+  }
+  if (badge.value) {
+    c.fillStyle = badge.label ? colors.dim : colors.fg;
+    c.fillText(badge.value, tx, mid);
+  }
+  return canvas;
 }
 
 /**
@@ -86,8 +132,12 @@ export class BadgeLayer {
     return level;
   }
 
-  /** Draw the badges of the graph at `path` onto ctx (graph coordinates); area = [x, y, w, h]. */
-  draw(ctx, graph, area, path = [], titleHeight = DEFAULT_TITLE_HEIGHT) {
+  /**
+   * Draw the badges of the graph at `path` onto ctx (graph coordinates); area = [x, y, w, h].
+   * lowQuality (zoomed out, where LiteGraph itself stops drawing text): status-coloured pills
+   * without text, which is what can still be read at that size.
+   */
+  draw(ctx, graph, area, path = [], titleHeight = DEFAULT_TITLE_HEIGHT, lowQuality = false) {
     this.drawn = 0;
     if (!this.enabled || !this.run || !graph) return;
     const level = this.level(path);
@@ -110,41 +160,26 @@ export class BadgeLayer {
       if (x > ax + aw || x + w < ax || y > ay + ah || y + BADGE_HEIGHT < ay) continue;
       visible.push([badge, x, y, w]);
     }
-    // One path per colour for the backgrounds, then the text.
-    for (const status of Object.keys(COLORS)) {
-      let any = false;
-      ctx.beginPath();
-      for (const [badge, x, y, w] of visible) {
-        if (badge.status !== status) continue;
-        any = true;
-        if (ctx.roundRect) ctx.roundRect(x, y, w, BADGE_HEIGHT, RADIUS);
-        else ctx.rect(x, y, w, BADGE_HEIGHT);
-      }
-      if (any) {
-        ctx.fillStyle = COLORS[status].bg;
-        ctx.fill();
-      }
-    }
-    const { textAlign, textBaseline } = ctx;
-    ctx.textAlign = "left";
-    ctx.textBaseline = "middle";
-    for (const [badge, x, y] of visible) {
-      const colors = COLORS[badge.status];
-      const mid = y + BADGE_HEIGHT / 2 + 1;
-      let tx = x + PAD;
-      if (badge.label) {
-        ctx.fillStyle = colors.fg;
-        ctx.fillText(badge.label, tx, mid);
-        tx += badge.labelW + 4;
-      }
-      if (badge.value) {
-        ctx.fillStyle = badge.label ? colors.dim : colors.fg;
-        ctx.fillText(badge.value, tx, mid);
-      }
-    }
-    ctx.textAlign = textAlign;
-    ctx.textBaseline = textBaseline;
-    ctx.font = saved;
     this.drawn = visible.length;
+    if (lowQuality) {
+      // Plain rectangles, grouped by colour: the rasteriser's fastest path.
+      for (const status of Object.keys(COLORS)) {
+        ctx.fillStyle = COLORS[status].bg;
+        for (const [badge, x, y, w] of visible) if (badge.status === status) ctx.fillRect(x, y, w, BADGE_HEIGHT);
+      }
+      ctx.font = saved;
+      return;
+    }
+    // Each badge is rasterised once per zoom step into a small bitmap, then copied: copying
+    // a bitmap costs a fraction of rasterising a rounded rectangle and two runs of text.
+    const k = quantizeScale(Math.abs(ctx.getTransform?.().a || 1));
+    for (const [badge, x, y, w] of visible) {
+      if (!badge.bitmap || badge.bitmapScale !== k) {
+        badge.bitmap = renderBadge(badge, w, k);
+        badge.bitmapScale = k;
+      }
+      if (badge.bitmap) ctx.drawImage(badge.bitmap, x, y, w, BADGE_HEIGHT);
+    }
+    ctx.font = saved;
   }
 }
