@@ -9,7 +9,6 @@ restart is needed.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import threading
@@ -17,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("runtime_metadata")
+from .errors import report_once
 
 #: Environment variable naming another config file (tests, shared installs).
 CONFIG_PATH_ENV = "AAA_METADATA_CONFIG"
@@ -72,15 +71,8 @@ HISTORY_OFF = "off"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
-_reported: set[str] = set()
 _cache: tuple[Any, Config] | None = None
 _lock = threading.Lock()
-
-
-def _report_once(message: str) -> None:
-    if message not in _reported:
-        _reported.add(message)
-        log.warning("[runtime-metadata] %s", message)
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -174,15 +166,15 @@ def _read_file(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
-        _report_once(f"cannot read {path} as UTF-8 text ({exc}); using defaults")
+        report_once(f"cannot read {path} as UTF-8 text ({exc}); using defaults")
         return {}
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        _report_once(f"{path} is not valid JSON ({exc}); using defaults")
+        report_once(f"{path} is not valid JSON ({exc}); using defaults")
         return {}
     if not isinstance(data, dict):
-        _report_once(f"{path} must hold a JSON object; using defaults")
+        report_once(f"{path} must hold a JSON object; using defaults")
         return {}
     return data
 
@@ -205,7 +197,7 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Con
         try:
             values[f.name] = _coerce(f.name, raw, source)
         except ValueError as exc:
-            _report_once(f"{exc}; using the default {getattr(Config, f.name)!r}")
+            report_once(f"{exc}; using the default {getattr(Config, f.name)!r}")
     return Config(**values)
 
 

@@ -1,6 +1,8 @@
-"""The project's exception root."""
+"""How the package reports problems: the exception root, and warnings logged once."""
 
 from __future__ import annotations
+
+import logging
 
 
 class RuntimeMetadataError(Exception):
@@ -17,3 +19,20 @@ class SidecarError(RuntimeMetadataError):
 
 class ConfigError(RuntimeMetadataError):
     """A configuration value is invalid (reported, then replaced by its default)."""
+
+
+#: Distinct problems remembered as reported; past this, new ones are not logged (memory stays flat).
+MAX_REPORTED = 100
+_reported: set[str] = set()
+
+
+def report_once(message: str) -> None:
+    """Log ``message`` as a warning the first time it is seen in this process."""
+    if message not in _reported and len(_reported) < MAX_REPORTED:
+        _reported.add(message)
+        logging.getLogger("runtime_metadata").warning("[runtime-metadata] %s", message)
+
+
+def forget_reports() -> None:
+    """Forget which problems were reported, so each is logged again (tests)."""
+    _reported.clear()

@@ -19,7 +19,7 @@ from types import ModuleType
 
 import pytest
 
-from runtime_metadata.capture import hooks
+from runtime_metadata import capture
 from runtime_metadata.capture.recorder import Recorder, current_run
 from runtime_metadata.events.log import MemoryLog, read_log
 
@@ -105,16 +105,16 @@ def captured(monkeypatch):
     monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
     monkeypatch.setenv("AAA_METADATA_CONFIG", "/nonexistent/config.json")
     monkeypatch.delenv("AAA_METADATA_LOG_DIR", raising=False)
-    hooks.reset()
+    capture.reset()
     module = _load("march2024")
-    hooks.install(module, "bench")
+    capture.install(module, "bench")
     # March 2024: recursive_execute stays unwrapped (the node comes from object_storage).
-    assert [i.split(":")[0] for i in hooks.STATUS.installed] == ["run", "message", "call"]
+    assert [i.split(":")[0] for i in capture.STATUS.installed] == ["run", "message", "call"]
     rec = Recorder("bench", PROMPT, None, "bench", "bench")
     token = current_run.set(rec)
     yield module, rec
     current_run.reset(token)
-    hooks.reset()
+    capture.reset()
 
 
 def test_node_call_unwrapped(benchmark):
@@ -141,7 +141,7 @@ def test_node_call_captured(benchmark, captured):
 
     benchmark(captured_call)
     assert outputs["17"] == [[123456789]]
-    assert hooks.STATUS.active and hooks.STATUS.disabled_reason is None
+    assert capture.STATUS.active and capture.STATUS.disabled_reason is None
     call()  # one more, so that the log certainly holds a node's events
     events = read_log(rec.snapshot()).events
     assert [type(e).__name__ for e in events[-3:]] == ["NodeStarted", "NodeInputs", "NodeFinished"]

@@ -1,20 +1,30 @@
-"""Everything that touches ComfyUI internals: wrap points, the recorder, summaries."""
+"""Everything that touches ComfyUI internals: wrap points, the recorder, summaries.
+
+Rooms: ``detect`` (which executor generation, which functions to wrap), ``wrapping``
+(transparent wrappers, install/uninstall), ``hooks`` (what each wrap point records),
+``inputs`` (how each input is recorded), ``carry`` (cached nodes' inputs from earlier runs),
+``recorder`` (a run's events and the store of finished runs), ``summary`` (values and
+secrets), ``state`` (what capture keeps for the process), ``comfy`` (ComfyUI's facilities).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 from .. import config
 from ..version import __version__
-from . import comfy, hooks
-from .hooks import STATUS, STORE, CaptureStatus, fault, install, uninstall
+from . import comfy, wrapping
 from .listeners import RunEnd, RunListener, add_run_listener, remove_run_listener
 from .recorder import Recorder, current_run
+from .state import STATE, STATUS, STORE, CaptureStatus, RunSettings, fault
+from .wrapping import is_installed, is_ours, reset, uninstall
 
 log = logging.getLogger("runtime_metadata")
 
 __all__ = [
+    "STATE",
     "STATUS",
     "STORE",
     "CaptureStatus",
@@ -26,20 +36,19 @@ __all__ = [
     "fault",
     "install",
     "install_into_comfyui",
+    "is_installed",
+    "is_ours",
     "remove_run_listener",
+    "reset",
     "uninstall",
 ]
 
 
-#: Set when a save node asked for capture "on" regardless of the configuration.
-_forced = [False]
-
-
-def _run_settings() -> hooks.RunSettings:
+def run_settings() -> RunSettings:
     """One configuration read per run."""
     cfg = config.get()
-    return hooks.RunSettings(
-        enabled=cfg.hooks_enabled or _forced[0],
+    return RunSettings(
+        enabled=cfg.hooks_enabled or STATE.forced,
         log_dir=cfg.log_dir,
         max_runs=cfg.max_runs,
         log_performance=cfg.debug and cfg.log_performance,
@@ -50,13 +59,15 @@ def _run_settings() -> hooks.RunSettings:
     )
 
 
-hooks.run_settings = _run_settings
+def install(execution: Any, comfyui_version: str = "") -> CaptureStatus:
+    """Wrap ``execution``'s wrap points, each run reading the configuration (``run_settings``)."""
+    return wrapping.install(execution, comfyui_version, settings=run_settings)
 
 
 def install_into_comfyui(force: bool = False) -> CaptureStatus:
     """Install the hooks into the running ComfyUI (if enabled, or ``force``); never raises."""
     if force:
-        _forced[0] = True
+        STATE.forced = True
     if not (force or config.get().hooks_enabled):
         return STATUS
     try:
@@ -80,14 +91,12 @@ def install_if_enabled_now() -> None:
     effect from the next prompt without a restart; while capture stays off, the executor is
     never touched.
     """
-    if not hooks._installed and STATUS.disabled_reason is None and config.get().hooks_enabled:
+    if not is_installed() and STATUS.disabled_reason is None and config.get().hooks_enabled:
         install_into_comfyui()
 
 
 def status_report() -> dict[str, Any]:
     """What capture is doing and why, for ``doctor`` and the status route."""
-    import dataclasses
-
     return {
         "plugin": __version__,
         "capture": dataclasses.asdict(STATUS),

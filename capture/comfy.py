@@ -1,7 +1,8 @@
 """The few ComfyUI facilities the save node needs, behind functions that never assume.
 
-This module (with ``hooks``) is the only place that imports ComfyUI. Every accessor degrades
-gracefully when run outside ComfyUI (tests, the CLI) or on a ComfyUI that lacks something.
+This module is the only place that imports ComfyUI's modules (the hooks are handed the
+``execution`` module it finds, and never import one). Every accessor degrades gracefully when
+run outside ComfyUI (tests, the CLI) or on a ComfyUI that lacks something.
 """
 
 from __future__ import annotations

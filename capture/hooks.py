@@ -1,8 +1,7 @@
-"""Wrap points on ComfyUI's executor: detection, install/uninstall, and the hooks themselves.
+"""The hooks: what capture records at each of ComfyUI's wrap points.
 
-Four wrap points, each found and checked with ``inspect.signature`` at install time so both
-executor generations (March-2024 ``recursive_execute`` and the async executor of 2025-26) are
-served by the same hooks:
+Four wrap points (found by ``detect``, wrapped by ``wrapping``); the same hooks serve both
+executor generations (March-2024 ``recursive_execute`` and the async executor of 2025-26):
 
 =========  ===================================  ==========================================
 name       where                                what it records
@@ -21,9 +20,8 @@ records failures before a call from ComfyUI's ``execution_error``/``execution_in
 The hot path (the call hook) only appends events, in their tuple form, to the run's batch;
 the recorder encodes a batch as one log frame (see ``recorder.Recorder``).
 
-Contract: a wrapper passes every argument through, returns what the wrapped function
-returned and re-raises what it raised. Capture code never raises into ComfyUI: any exception
-in it is logged once and switches capture off for the rest of the process.
+A hook's ``begin``/``end`` never raise into ComfyUI: any exception in them is passed to
+``state.fault``, which logs it once and switches capture off for the rest of the process.
 
 The modern executor calls ``execute`` several times for one node and ``get_output_data`` at
 most once; the hooks follow what the node really did:
@@ -43,83 +41,28 @@ most once; the hooks follow what the node really did:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
-import itertools
 import logging
 import os
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from ..events.log import iter_log
-from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, RunStarted, SavedImage
+from ..errors import report_once
+from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, SavedImage
+from .carry import CarryMemo, carried_inputs, remember, remember_run
 from .listeners import RunEnd, notify_run_end
-from .recorder import BATCH_EVENTS, Recorder, RunStore, _report_once, current_node, current_run, graph_signature
-from .summary import MAX_STRING, REDACTED, is_secret_name, redact_strings, scrub_secrets, summarize_inputs
+from .recorder import BATCH_EVENTS, Recorder, current_node, current_run
+from .state import STATE, STATUS, STORE, RunSettings, fault
+from .summary import MAX_STRING, redact_strings, scrub_secrets
 
 log = logging.getLogger("runtime_metadata")
 
-MARK = "__runtime_metadata_hook__"
 _perf = time.perf_counter_ns
-
-#: Hidden input types whose values are the whole prompt/workflow: never copied into events.
-_HIDDEN_SKIP = frozenset({"PROMPT", "EXTRA_PNGINFO", "DYNPROMPT"})
-#: Hidden input types that carry credentials.
-_HIDDEN_SECRET = frozenset({"AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"})
-
-
-@dataclass
-class CaptureStatus:
-    """What is installed, what was skipped and why capture may be off; shown by ``doctor``."""
-
-    generation: str = "not installed"
-    installed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    active: bool = False
-    disabled_reason: str | None = None
-    runs_captured: int = 0
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What a run starting now needs from the configuration, read once per run."""
-
-    enabled: bool = True
-    log_dir: str | None = None
-    max_runs: int = 64
-    log_performance: bool = False
-    plugin: str = ""
-    environment: dict[str, str] = field(default_factory=dict)
-    worker_id: str | None = None
-    #: ComfyUI's folder for an output type ("output", "temp"), to record where images are.
-    folder_of: Callable[[str], str | None] | None = None
-
-
-STATUS = CaptureStatus()
-STORE = RunStore()
-#: Builds the settings for a run starting now; ``capture/__init__`` binds it to the config.
-run_settings: Callable[[], RunSettings] = RunSettings
-
-
-def fault(where: str, exc: BaseException) -> None:
-    """Switch capture off for the process after a bug in capture code; log it once."""
-    if STATUS.disabled_reason is None:
-        STATUS.disabled_reason = f"{where}: {type(exc).__name__}: {exc}"
-        log.error(
-            "[runtime-metadata] capture switched off after an internal error in %s; "
-            "ComfyUI runs continue unaffected.\n%s",
-            where,
-            "".join(traceback.format_exception(exc)),
-        )
-    STATUS.active = False
-    run = current_run.get()
-    if run is not None:
-        current_run.set(None)
+#: The hot path's memories, bound once (``STATE.reset`` clears them in place).
+_plans = STATE.inputs
+_clean = STATE.inputs.clean
+_FLAGS = STATE.flags
 
 
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any = None) -> Any:
@@ -128,7 +71,8 @@ def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, d
     return kwargs.get(name, default)
 
 
-# --------------------------------------------------------------------------- the hooks
+def _nothing() -> None:
+    pass
 
 
 class Hook:
@@ -136,11 +80,22 @@ class Hook:
 
     name = "hook"
 
-    def __init__(self, params: list[str], node_hook: bool = True) -> None:
+    def __init__(
+        self,
+        params: list[str],
+        node_hook: bool = True,
+        *,
+        settings: Callable[[], RunSettings] = RunSettings,
+        restore: Callable[[], None] = _nothing,
+    ) -> None:
         self.index = {p: i for i, p in enumerate(params)}
         #: False on the March-2024 executor, where no per-node wrapper is installed: node ids
         #: come from ComfyUI's object storage, failures before a call from its status messages.
         self.node_hook = node_hook
+        #: The configuration a run starting now needs (read once per run by the run hook).
+        self.settings = settings
+        #: Gives ComfyUI its own functions back (the run hook, when the configuration says off).
+        self.restore = restore
         self.setup()
 
     def setup(self) -> None:
@@ -160,12 +115,12 @@ class RunHook(Hook):
 
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
-            settings = run_settings()
+            settings = self.settings()
             if not settings.enabled:
                 # Switched off in the configuration since install: give ComfyUI back its own
                 # functions (from the next call on), so that "off" costs nothing at all. The
                 # prompt handler installs them again when the configuration turns capture on.
-                uninstall()
+                self.restore()
                 log.info("[runtime-metadata] capture is off in the configuration: executor functions restored")
                 return None
             ix = self.index
@@ -174,7 +129,7 @@ class RunHook(Hook):
             if not isinstance(prompt, dict) or prompt_id is None or isinstance(prompt_id, (dict, list, tuple)):
                 # Not a prompt as ComfyUI passes one (e.g. where its argument order was only
                 # assumed, see wrap_points): left alone rather than recorded under a wrong name.
-                _report_once(
+                report_once(
                     f"PromptExecutor.execute was called with ({type(prompt).__name__}, "
                     f"{type(prompt_id).__name__}) where (prompt, prompt_id) was expected: run not captured"
                 )
@@ -204,7 +159,7 @@ class RunHook(Hook):
                 if not isinstance(objects, dict):
                     raise TypeError("PromptExecutor has no object_storage dict: calls cannot be matched to nodes")
                 rec.objects = objects
-                rec.object_keys = _object_index  # kept across runs: ComfyUI reuses node objects
+                rec.object_keys = STATE.object_index  # kept across runs: ComfyUI reuses node objects
             token = current_run.set(rec)
             return rec, token, executor, settings
         except Exception as exc:  # capture must never break the run
@@ -221,7 +176,7 @@ class RunHook(Hook):
             status, etype, emsg = _run_outcome(executor, exc)
             if rec.pending:
                 _close_pending(rec, executor, status, etype, emsg)
-            _remember_run(rec)
+            remember_run(STATE.last_run, rec)
             images = _saved_images(rec, executor, settings) if exc is None else []
             data = rec.finish(status, etype, emsg, images)
             STORE.limit = max(1, settings.max_runs)
@@ -337,16 +292,16 @@ class MessageHook(Hook):
                     return None
                 t0 = _perf()
                 # ComfyUI lists them from a set; sort so that logs of equal runs are equal.
-                seen = _CarryMemo()
+                seen = CarryMemo(STORE, STATE.last_run)
                 for nid in sorted((str(n) for n in data.get("nodes") or ()), key=_id_order):
                     class_type = rec.class_type(nid)
-                    carried = _carried_inputs(rec, nid, class_type, seen)
+                    carried = carried_inputs(rec, nid, class_type, seen)
                     if carried is None:
                         rec.append(NodeCached(nid, class_type, t0))
                     else:
                         rec.append(NodeCached(nid, class_type, t0, carried[0]))
                         rec.append(NodeInputs(nid, t0, carried[1].inputs, carried[1].calls))
-                        _remember(nid, carried[0])
+                        remember(STATE.last_run, nid, carried[0])
                 rec.charge(t0)
         except Exception as exc:
             fault("message: cached nodes", exc)
@@ -381,92 +336,6 @@ def _failed_before_call(rec: Recorder, event: str, data: Any) -> None:
         )
     rec.started.add(node_id)
     rec.charge(t0)
-
-
-#: Per node id, the captured run (prompt_id) that last recorded the node's inputs in this
-#: process. ComfyUI caches a node's outputs by id while its inputs stay the same, so a cached
-#: node's values are those of that run, read back from its log in the store when needed.
-#: Filled when a run ends (nothing on the hot path); plain strings, trimmed to the most recent.
-_last_run: dict[str, str] = {}
-MAX_REMEMBERED_NODES = 4096
-
-#: March 2024: id(node object) -> (storage key, node id, class_type) for ComfyUI's object
-#: storage; every hit is checked against the storage itself (see ``_storage_key``).
-_object_index: dict[int, tuple[Any, str, str]] = {}
-
-
-def _remember(node_id: str, prompt_id: str) -> None:
-    """Note the run holding ``node_id``'s inputs, as the most recent entry."""
-    _last_run.pop(node_id, None)
-    _last_run[node_id] = prompt_id
-
-
-def _remember_run(rec: Recorder) -> None:
-    prompt_id, prompt = rec.prompt_id, rec.prompt
-    for node_id in rec.started:
-        if node_id in prompt:  # nodes of the prompt only (not expanded ones: no graph to compare)
-            _remember(node_id, prompt_id)
-    memo = _last_run
-    extra = len(memo) - MAX_REMEMBERED_NODES
-    if extra > 0:
-        for node_id in list(itertools.islice(memo, extra)):
-            del memo[node_id]
-
-
-class _CarryMemo:
-    """Per cached-nodes message: earlier runs (prompt, inputs by node) and graph signatures, read once."""
-
-    def __init__(self) -> None:
-        self.runs: dict[str, tuple[dict[str, Any], dict[str, tuple[str, NodeInputs]]] | None] = {}
-        self.signatures: dict[str, dict[str, Any]] = {}
-
-    def run(self, prompt_id: str) -> tuple[dict[str, Any], dict[str, tuple[str, NodeInputs]]] | None:
-        if prompt_id not in self.runs:
-            self.runs[prompt_id] = _recorded_inputs(prompt_id)
-        return self.runs[prompt_id]
-
-    def signature(self, key: str, prompt: dict[str, Any], node_id: str) -> Any:
-        return graph_signature(prompt, node_id, self.signatures.setdefault(key, {}))
-
-
-def _carried_inputs(rec: Recorder, node_id: str, class_type: str, seen: _CarryMemo) -> tuple[str, NodeInputs] | None:
-    """The inputs of the captured run that computed a now-cached node, if provably so.
-
-    Provably: that run executed the same class under this id, and the node's whole upstream
-    graph in that run's prompt (classes and literal inputs, as ComfyUI's cache key has it)
-    equals the one in this prompt. A run no longer kept, or any difference, carries nothing.
-    """
-    then_id = _last_run.get(node_id)
-    if then_id is None or then_id == rec.prompt_id:
-        return None
-    then = seen.run(then_id)
-    if then is None:
-        return None
-    prompt, inputs = then
-    recorded = inputs.get(node_id)
-    if recorded is None or recorded[0] != class_type:
-        return None
-    if seen.signature(then_id, prompt, node_id) != seen.signature("\0this run", rec.prompt, node_id):
-        return None
-    return then_id, recorded[1]
-
-
-def _recorded_inputs(prompt_id: str) -> tuple[dict[str, Any], dict[str, tuple[str, NodeInputs]]] | None:
-    """A kept run's prompt, and per node it executed: (class_type, its last NodeInputs)."""
-    data = STORE.get(prompt_id)
-    if data is None:
-        return None
-    prompt: dict[str, Any] | None = None
-    classes: dict[str, str] = {}
-    inputs: dict[str, tuple[str, NodeInputs]] = {}
-    for event in iter_log(data):
-        if isinstance(event, RunStarted):
-            prompt = event.prompt
-        elif isinstance(event, NodeStarted):
-            classes[event.node_id] = event.class_type
-        elif isinstance(event, NodeInputs) and event.node_id in classes:
-            inputs[event.node_id] = (classes[event.node_id], event)
-    return None if prompt is None else (prompt, inputs)
 
 
 class NodeHook(Hook):
@@ -577,10 +446,6 @@ def _flag(result: Any) -> str | None:
     return name
 
 
-#: ExecutionResult members seen, by identity of value -> their name.
-_FLAGS: dict[Any, str | None] = {True: "SUCCESS", False: "FAILURE"}
-
-
 def _own_error(rec: Recorder, node_id: str, error_node: Any) -> bool:
     """True when the failure reported by the per-node function is this node's own.
 
@@ -622,9 +487,9 @@ class CallHook(Hook):
     """``get_output_data``: the node function called with its resolved inputs.
 
     This runs for every node of every run, so it is written for speed: parameter positions
-    are found once, input names are classified once per node class (``_plans``), and the
+    are found once, input names are classified once per node class (``inputs``), and the
     common values (ints, short strings, finite floats, booleans, None) are kept as they are
-    without a call into ``summary``; anything else goes through ``summarize_inputs``.
+    without a call into ``summary``; anything else goes through ``InputPlans.summarize``.
     """
 
     name = "call"
@@ -710,7 +575,7 @@ class CallHook(Hook):
                 except ValueError:
                     pass
             if values is None:
-                values, longest = _summarize(key, inputs)
+                values, longest = _plans.summarize(key, inputs)
                 if longest > 1 and getattr(obj, "INPUT_IS_LIST", False):
                     longest = 1  # called once with the whole lists
             if rec.secret_nodes and node_id in rec.secret_nodes:
@@ -769,7 +634,7 @@ def _storage_key(rec: Recorder, obj: Any) -> tuple[Any, str, str] | None:
 
     The call hook looks ``id(obj)`` up in ``rec.object_keys`` first and checks the answer
     against the storage (an ``id`` can be reused once its object is gone); this is the miss.
-    That index (``_object_index``) outlives the run, as ComfyUI's storage does: a prompt run
+    That index (``STATE.object_index``) outlives the run, as ComfyUI's storage does: a prompt run
     again finds its node objects at once instead of indexing the storage anew.
     ComfyUI keeps one object per (node id, class_type) in its object storage and creates it
     just before its call, so a new object is the storage's last entry; objects kept from
@@ -865,390 +730,5 @@ def _ephemeral_started(rec: Recorder, node_id: str, obj: Any, t0: int) -> NodeSt
     )
 
 
-_hidden_cache: dict[type, tuple[frozenset[str], frozenset[str]]] = {}
-
-
-def _hidden_names(cls: type) -> tuple[frozenset[str], frozenset[str]]:
-    """(inputs to leave out, inputs to redact) from the node class's hidden inputs; cached."""
-    got = _hidden_cache.get(cls)
-    if got is None:
-        skip: set[str] = set()
-        secret: set[str] = set()
-        try:
-            hidden = (cls.INPUT_TYPES() or {}).get("hidden") or {}  # type: ignore[attr-defined]
-            for name, kind in hidden.items():
-                kind = str(getattr(kind, "value", kind)).upper()
-                if kind in _HIDDEN_SKIP:
-                    skip.add(name)
-                elif kind in _HIDDEN_SECRET:
-                    secret.add(name)
-        except Exception:  # V3 nodes or odd packs: fall back to name rules
-            pass
-        got = _hidden_cache[cls] = (frozenset(skip), frozenset(secret))
-    return got
-
-
-#: Per node class: input name -> _KEEP / _SKIP / _REDACT, filled as names are first seen.
-_plans: dict[type, dict[str, int]] = {}
-#: (node class, input names) seen with every name _KEEP: the fast path's precondition.
-_clean: set[tuple[type, tuple[str, ...]]] = set()
-_KEEP, _SKIP, _REDACT = 0, 1, 2
-_PLAN_LIMIT = 4096  # node packs with generated input names: stop remembering, keep working
-
-
-def _classify(cls: type, plan: dict[str, int], name: str) -> int:
-    """How input ``name`` of node class ``cls`` is recorded (as ``summarize_inputs`` would)."""
-    skip, secret = _hidden_names(cls)
-    if name in skip:
-        flag = _SKIP
-    elif name in secret or is_secret_name(name):
-        flag = _REDACT
-    else:
-        flag = _KEEP
-    if len(plan) < _PLAN_LIMIT:
-        plan[name] = flag
-    return flag
-
-
-def _summarize(key: tuple[type, tuple[str, ...]], inputs: dict[str, Any]) -> tuple[dict[str, list[Any]], int]:
-    """The summary of ``input_data_all`` and the longest batch list (the general path).
-
-    Same result as ``summarize_inputs`` with the class's hidden inputs left out or redacted,
-    except that a tuple is read as the list it stands for: ComfyUI passes ``(None,)`` for an
-    input it has not evaluated (an unused lazy input), which is recorded as ``[None]``.
-    """
-    cls = key[0]
-    plan = _plans.get(cls)
-    if plan is None:
-        plan = _plans[cls] = {}
-    values: dict[str, list[Any]] = {}
-    longest = 1
-    all_kept = True
-    for name, vals in inputs.items():
-        flag = plan.get(name)
-        if flag is None:
-            flag = _classify(cls, plan, name)
-        if flag:
-            all_kept = False
-            if flag == _REDACT:
-                values[name] = [REDACTED]
-            continue
-        if type(vals) is tuple:
-            vals = list(vals)
-        if isinstance(vals, list) and len(vals) > longest:
-            longest = len(vals)
-        values[name] = summarize_inputs({name: vals})[name]
-    if all_kept and len(_clean) < _PLAN_LIMIT and not getattr(cls, "INPUT_IS_LIST", False):
-        _clean.add(key)
-    return values, longest
-
-
-# --------------------------------------------------------------------------- wrapping
-
-
-def make_wrapper(original: Callable[..., Any], hook: Hook) -> Callable[..., Any]:
-    """A wrapper around ``original`` that runs ``hook`` and is otherwise transparent."""
-    state = {"passthrough": False}
-    begin = hook.begin
-    end = hook.end
-
-    if inspect.iscoroutinefunction(original):
-
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if state["passthrough"] or not STATUS.active:
-                return await original(*args, **kwargs)
-            ctx = begin(args, kwargs)
-            if ctx is None:
-                return await original(*args, **kwargs)
-            try:
-                result = await original(*args, **kwargs)
-            except BaseException as exc:
-                end(ctx, None, exc)
-                raise
-            end(ctx, result, None)
-            return result
-
-    else:
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            if state["passthrough"] or not STATUS.active:
-                return original(*args, **kwargs)
-            ctx = begin(args, kwargs)
-            if ctx is None:
-                return original(*args, **kwargs)
-            try:
-                result = original(*args, **kwargs)
-            except BaseException as exc:
-                end(ctx, None, exc)
-                raise
-            if type(result) is not tuple and inspect.isawaitable(result):
-                # A plain function in front of a coroutine function (another pack's sync
-                # wrapper around modern ComfyUI's async execute): end when it completes.
-                # A future is returned as it is (callers may cancel it or ask if it is done).
-                add_done_callback = getattr(result, "add_done_callback", None)
-                if callable(add_done_callback):
-                    add_done_callback(lambda fut: _end_from_future(hook, ctx, fut))
-                    return result
-                return _end_when_awaited(hook, ctx, result)
-            end(ctx, result, None)
-            return result
-
-    for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
-        with contextlib.suppress(AttributeError, TypeError):
-            setattr(wrapper, attr, getattr(original, attr))
-    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-    setattr(wrapper, MARK, state)
-    return wrapper
-
-
-def _end_from_future(hook: Hook, ctx: Any, fut: Any) -> None:
-    """Done-callback: end the hook with the future's outcome (never raises)."""
-    try:
-        if fut.cancelled():
-            hook.end(ctx, None, asyncio.CancelledError())
-        elif fut.exception() is not None:
-            hook.end(ctx, None, fut.exception())
-        else:
-            hook.end(ctx, fut.result(), None)
-    except Exception as exc:
-        fault(f"{hook.name}: end", exc)
-
-
-async def _end_when_awaited(hook: Hook, ctx: Any, awaitable: Any) -> Any:
-    try:
-        result = await awaitable
-    except BaseException as exc:
-        hook.end(ctx, None, exc)
-        raise
-    hook.end(ctx, result, None)
-    return result
-
-
-def is_ours(func: Any) -> bool:
-    """True when ``func`` or anything it wraps is one of this plugin's wrappers."""
-    seen = 0
-    while func is not None and seen < 64:
-        mark = getattr(func, MARK, None)
-        if isinstance(mark, dict) and not mark.get("passthrough"):
-            return True
-        func = getattr(func, "__wrapped__", None)
-        seen += 1
-    return False
-
-
-@dataclass
-class _Installed:
-    owner: Any
-    attr: str
-    wrapper: Callable[..., Any]
-    original: Callable[..., Any]
-
-
-_installed: list[_Installed] = []
-
-
-@dataclass(frozen=True)
-class WrapPoint:
-    """A function to wrap, where it lives, and the parameters the hook needs."""
-
-    name: str
-    owner: Any
-    attr: str
-    params: tuple[str, ...]
-    hook: type[Hook]
-
-
-def _params(func: Any) -> list[str] | None:
-    try:
-        return list(inspect.signature(func).parameters)
-    except (TypeError, ValueError):
-        return None
-
-
-NO_NODE_HOOK_NOTE = (
-    "node: recursive_execute left unwrapped (March 2024: node ids from object_storage, "
-    "failures before a call from status messages)"
-)
-
-
-def needs_node_hook(execution: Any) -> bool:
-    """False on the March-2024 executor: ``recursive_execute`` needs no wrapper of its own.
-
-    There ``get_output_data(obj, input_data_all)`` has no node id, but ``recursive_execute``
-    keeps every node object in ``object_storage`` under (node id, class_type), and ComfyUI
-    reports a failure before a node's call through ``add_message`` with the node's id. So the
-    call hook finds the node from its object and the message hook records those failures,
-    which saves a wrapper layer per node of a recursion as deep as the graph.
-    """
-    node = getattr(execution, "recursive_execute", None)
-    call = getattr(execution, "get_output_data", None)
-    if not callable(node) or not callable(call) or callable(getattr(execution, "execute", None)):
-        return True
-    node_params, call_params = _params(node), _params(call)
-    if node_params is None or call_params is None:
-        return True
-    # Another pack's (*args, **kwargs) wrapper around recursive_execute hides its parameters,
-    # but this path needs nothing from them: the run hook checks the executor's storage.
-    keeps_objects = "object_storage" in node_params or _passes_everything_on(node)
-    return not keeps_objects or "unique_id" in call_params
-
-
-#: ComfyUI's own argument order at a wrap point, which its callers pass positionally
-#: (``e.execute(prompt, prompt_id, extra_data, outputs)``, ``get_output_data(obj, inputs)``...).
-#: Used when another pack has replaced the function by a ``(*args, **kwargs)`` wrapper whose
-#: signature names nothing; the run hook checks the values it reads at every run.
-_COMFY_ORDER = {
-    "run": ("self", "prompt", "prompt_id", "extra_data", "execute_outputs"),
-    "message": ("self", "event", "data", "broadcast"),
-}
-#: ``get_output_data``'s order by generation: ``(obj, input_data_all, ...)`` until the async
-#: executor (2024, and the sync ``execute`` of Aug 2024 - Jul 2025), then the node's ids first.
-_CALL_ORDER_SYNC = ("obj", "input_data_all")
-_CALL_ORDER_ASYNC = ("prompt_id", "unique_id", "obj", "input_data_all")
-
-
-def _assumed_order(execution: Any, name: str) -> tuple[str, ...]:
-    """ComfyUI's argument order at wrap point ``name``; () where the generation is not certain."""
-    if name != "call":
-        return _COMFY_ORDER.get(name, ())
-    node = getattr(execution, "execute", None)
-    if callable(getattr(execution, "recursive_execute", None)):
-        return _CALL_ORDER_SYNC
-    if inspect.iscoroutinefunction(node):
-        return _CALL_ORDER_ASYNC
-    params = _params(node) if callable(node) else None
-    if params is not None and "current_item" in params:  # the sync executor, named as ComfyUI's
-        return _CALL_ORDER_SYNC
-    return ()
-
-
-def _passes_everything_on(func: Any) -> bool:
-    """True for a ``(*args, **kwargs)``-style wrapper: no parameter names what it receives."""
-    try:
-        params = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    kinds = {p.kind for p in params if p.name != "self"}
-    named = {inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD}
-    return inspect.Parameter.VAR_POSITIONAL in kinds and not kinds & named
-
-
-def wrap_points(execution: Any, notes: list[str] | None = None) -> tuple[list[WrapPoint], list[str]]:
-    """The wrap points this ``execution`` module offers, and those it lacks (with why).
-
-    ``notes`` receives a line per wrap point found behind another pack's ``(*args, **kwargs)``
-    wrapper, where ComfyUI's own argument order (``_assumed_order``) is assumed.
-    """
-    points: list[WrapPoint] = []
-    skipped: list[str] = []
-    executor = getattr(execution, "PromptExecutor", None)
-    if callable(getattr(execution, "execute", None)):
-        node_attr = "execute"
-    elif callable(getattr(execution, "recursive_execute", None)):
-        node_attr = "recursive_execute"
-    else:
-        node_attr = "execute or recursive_execute"  # reported as not found
-    candidates = [
-        ("run", executor, "execute", ("self", "prompt", "prompt_id"), RunHook),
-        ("message", executor, "add_message", ("self", "event", "data"), MessageHook),
-        ("node", execution, node_attr, ("current_item",), NodeHook),
-        ("call", execution, "get_output_data", ("obj", "input_data_all"), CallHook),
-    ]
-    needs_node = needs_node_hook(execution)
-    if not needs_node:
-        candidates = [c for c in candidates if c[0] != "node"]
-    for name, owner, attr, needs, hook in candidates:
-        func = getattr(owner, attr, None) if owner is not None else None
-        if not callable(func):
-            skipped.append(f"{name}: {attr} not found")
-            continue
-        params = _params(func)
-        if params is None:
-            skipped.append(f"{name}: signature of {attr} unreadable")
-            continue
-        missing = [p for p in needs if p not in params]
-        order = _assumed_order(execution, name) if missing else ()
-        if order and _passes_everything_on(func):
-            params = list(order)
-            missing = []
-            if notes is not None:
-                notes.append(
-                    f"{name}: {attr} is another pack's {attr}(*args, **kwargs) wrapper; "
-                    f"ComfyUI's argument order {order} assumed and checked at each "
-                    f"{'run' if name == 'run' else 'call'}"
-                )
-        if name == "call" and needs_node and "unique_id" not in params and "node" not in [p.name for p in points]:
-            # Only the node hook could say which node a call is for: record nothing rather
-            # than calls without their node.
-            skipped.append(f"call: {attr} carries no node id and the node hook is not installed")
-            continue
-        if missing:
-            skipped.append(f"{name}: {attr}{tuple(params)} lacks {', '.join(missing)}")
-            continue
-        points.append(WrapPoint(name, owner, attr, tuple(params), hook))
-    return points, skipped
-
-
-def describe_generation(execution: Any) -> str:
-    """A short label for the executor generation found."""
-    if callable(getattr(execution, "recursive_execute", None)):
-        return "2024 (recursive_execute)"
-    node = getattr(execution, "execute", None)
-    if inspect.iscoroutinefunction(node):
-        return "2025+ (async execute)"
-    if callable(node):
-        return "2024-25 (execute, sync)"
-    return "unknown"
-
-
-def install(execution: Any, comfyui_version: str = "") -> CaptureStatus:
-    """Wrap every wrap point ``execution`` offers; idempotent. Returns the status."""
-    if _installed:
-        STATUS.active = STATUS.disabled_reason is None
-        return STATUS
-    assumed: list[str] = []
-    points, skipped = wrap_points(execution, assumed)
-    STATUS.skipped = skipped
-    STATUS.generation = f"ComfyUI {comfyui_version or 'unknown version'}, executor {describe_generation(execution)}"
-    if not any(p.name == "run" for p in points):
-        STATUS.skipped.append("run: without it no run can be keyed by prompt_id; nothing installed")
-        log.warning("[runtime-metadata] capture not installed: %s", "; ".join(STATUS.skipped))
-        return STATUS
-    node_hook = needs_node_hook(execution)
-    STATUS.notes = ([] if node_hook else [NO_NODE_HOOK_NOTE]) + assumed
-    for point in points:
-        current = getattr(point.owner, point.attr)
-        if is_ours(current):
-            continue
-        wrapper = make_wrapper(current, point.hook(list(point.params), node_hook))
-        setattr(point.owner, point.attr, wrapper)
-        _installed.append(_Installed(point.owner, point.attr, wrapper, current))
-        STATUS.installed.append(f"{point.name}: {getattr(point.owner, '__name__', point.owner)}.{point.attr}")
-    STATUS.active = STATUS.disabled_reason is None
-    if skipped:
-        log.warning("[runtime-metadata] capture installed without: %s", "; ".join(skipped))
-    return STATUS
-
-
-def reset() -> None:
-    """Uninstall and forget an earlier fault, as if the process had just started."""
-    uninstall()
-    STATUS.disabled_reason = None
-    STATUS.skipped = []
-    STATUS.notes = []
-    STATUS.generation = "not installed"
-    STATUS.runs_captured = 0
-    _last_run.clear()
-    _object_index.clear()
-
-
-def uninstall() -> None:
-    """Remove the wrappers: restore the original, or go pass-through if wrapped on top."""
-    while _installed:
-        item = _installed.pop()
-        if getattr(item.owner, item.attr, None) is item.wrapper:
-            setattr(item.owner, item.attr, item.original)
-        else:
-            getattr(item.wrapper, MARK)["passthrough"] = True
-    STATUS.installed = []
-    STATUS.active = False
+#: The hook of each wrap point (``detect.WrapPoint.name``).
+HOOKS: dict[str, type[Hook]] = {"run": RunHook, "message": MessageHook, "node": NodeHook, "call": CallHook}

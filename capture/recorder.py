@@ -8,7 +8,6 @@ a bounded store (oldest dropped first) as encoded log bytes: no live objects sur
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from ..errors import report_once
 from ..events.log import FileLog, MemoryLog, encodable
 from ..events.schema import AnyEvent, HookStats, RunFinished, RunStarted, SavedImage
 from .summary import cut_strings, redact_text
@@ -116,7 +116,7 @@ class Recorder:
                 self.log = FileLog(path)
                 self.log_path = path
             except OSError as exc:  # a bad folder loses the file, not the capture
-                _report_once(f"cannot keep event logs in {log_dir!r} ({exc}); keeping them in memory only")
+                report_once(f"cannot keep event logs in {log_dir!r} ({exc}); keeping them in memory only")
         started = RunStarted(
             prompt_id=prompt_id,
             wall_ns=time.time_ns(),
@@ -203,16 +203,6 @@ class Recorder:
         if isinstance(self.log, FileLog):
             self.log.flush()
         return self.log.to_bytes()
-
-
-#: The ints msgpack can hold; others are recorded as their decimal text.
-_reported: set[str] = set()
-
-
-def _report_once(message: str) -> None:
-    if message not in _reported and len(_reported) < 100:
-        _reported.add(message)
-        logging.getLogger("runtime_metadata").warning("[runtime-metadata] %s", message)
 
 
 def _safe_name(prompt_id: str) -> str:

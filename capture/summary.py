@@ -122,23 +122,19 @@ def _type_name(value: Any) -> str:
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
-def summarize_inputs(inputs: dict[str, Any], skip: frozenset[str] = frozenset()) -> dict[str, list[Any]]:
-    """Summarise ComfyUI's ``input_data_all`` (name -> list of values), redacting secrets."""
-    out: dict[str, list[Any]] = {}
-    for name, values in inputs.items():
-        if name in skip:
-            continue
-        if is_secret_name(name):
-            out[name] = [REDACTED]
-            continue
-        if type(values) is not list:
-            values = [values]
-        if len(values) == 1:
-            v = values[0]
-            out[name] = [v if type(v) in _SCALARS and type(v) is not float else summarize(v)]
-        else:
-            out[name] = [summarize(v) for v in values]
-    return out
+def summarize_values(values: Any) -> list[Any]:
+    """One input's values as ComfyUI passes them (a list, one item per batch element), summarised."""
+    if type(values) is not list:
+        values = [values]
+    if len(values) == 1:
+        v = values[0]
+        return [v if type(v) in _SCALARS and type(v) is not float else summarize(v)]
+    return [summarize(v) for v in values]
+
+
+def summarize_inputs(inputs: dict[str, Any]) -> dict[str, list[Any]]:
+    """Summarise ComfyUI's ``input_data_all`` (name -> list of values), redacting secrets by name."""
+    return {name: [REDACTED] if is_secret_name(name) else summarize_values(values) for name, values in inputs.items()}
 
 
 @dataclass(frozen=True)

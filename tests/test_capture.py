@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from runtime_metadata import capture
-from runtime_metadata.capture import hooks
+from runtime_metadata.capture import detect, hooks, inputs, wrapping
 from runtime_metadata.capture.summary import REDACTED
 from runtime_metadata.events.log import read_log
 from runtime_metadata.events.schema import NodeFinished, NodeInputs, NodeStarted, RunFinished
@@ -43,12 +43,12 @@ def load_executor(name: str = "march2024") -> ModuleType:
 def execution(monkeypatch):
     monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
     monkeypatch.setenv("AAA_METADATA_CONFIG", "/nonexistent/config.json")
-    hooks.reset()
+    capture.reset()
     module = load_executor()
-    hooks.install(module, "test")
+    capture.install(module, "test")
     testnodes.Sink.calls.clear()
     yield module
-    hooks.reset()
+    capture.reset()
 
 
 CHAIN = {
@@ -73,15 +73,15 @@ def run(execution, prompt, prompt_id="p1", outputs=("4",), executor=None):
 
 
 def events_of(prompt_id):
-    return read_log(hooks.STORE.get(prompt_id)).events
+    return read_log(capture.STORE.get(prompt_id)).events
 
 
 def test_the_install_wraps_three_points_of_the_2024_executor_and_says_why_not_the_fourth(execution):
-    assert hooks.STATUS.skipped == []
-    assert [i.split(":")[0] for i in hooks.STATUS.installed] == ["run", "message", "call"]
-    assert hooks.STATUS.notes == [hooks.NO_NODE_HOOK_NOTE]
-    assert getattr(execution.recursive_execute, hooks.MARK, None) is None  # ComfyUI's own function
-    assert "recursive_execute" in hooks.STATUS.generation
+    assert capture.STATUS.skipped == []
+    assert [i.split(":")[0] for i in capture.STATUS.installed] == ["run", "message", "call"]
+    assert capture.STATUS.notes == [detect.NO_NODE_HOOK_NOTE]
+    assert getattr(execution.recursive_execute, wrapping.MARK, None) is None  # ComfyUI's own function
+    assert "recursive_execute" in capture.STATUS.generation
 
 
 def test_executed_nodes_are_recorded_in_order_with_resolved_values(execution):
@@ -168,7 +168,7 @@ def test_secrets_never_reach_an_event(execution):
         "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
     }
     run(execution, prompt, outputs=("2",))
-    data = hooks.STORE.get("p1")
+    data = capture.STORE.get("p1")
     inputs = {e.node_id: e.inputs for e in read_log(data).events if isinstance(e, NodeInputs)}
     assert inputs["1"]["api_key"] == [REDACTED]
     assert inputs["1"]["size"] == [5]
@@ -180,7 +180,7 @@ def test_secrets_never_reach_an_event(execution):
 def test_capture_changes_nothing_comfyui_returns(execution):
     with_capture = run(execution, CHAIN, "on")
     on = (with_capture.outputs["2"], with_capture.outputs_ui, with_capture.status_messages[1:])
-    hooks.reset()
+    capture.reset()
     plain = load_executor()
     without = run(plain, CHAIN, "on")
     off = (without.outputs["2"], without.outputs_ui, without.status_messages[1:])
@@ -196,7 +196,7 @@ def test_values_are_summaries_that_keep_nothing_alive(execution):
     ref = weakref.ref(image)
     del image, executor
     gc.collect()
-    assert hooks.STORE.get("p1") is not None
+    assert capture.STORE.get("p1") is not None
     assert ref() is None
 
 
@@ -207,13 +207,13 @@ def test_switching_capture_off_in_the_configuration_restores_comfyuis_own_functi
     monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "0")
     executor = run(execution, CHAIN, "off")  # this run is not captured and un-wraps
     assert executor.success is True
-    assert hooks.STORE.get("off") is None
+    assert capture.STORE.get("off") is None
     assert execution.get_output_data is originals["get_output_data"]
     assert execution.PromptExecutor.execute is original_run
-    assert hooks.STATUS.installed == [] and hooks.STATUS.active is False
-    assert hooks.STATUS.disabled_reason is None  # off by choice, not by a fault
+    assert capture.STATUS.installed == [] and capture.STATUS.active is False
+    assert capture.STATUS.disabled_reason is None  # off by choice, not by a fault
     monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
-    hooks.install(execution, "test")  # what the prompt handler does once the config says on
+    capture.install(execution, "test")  # what the prompt handler does once the config says on
     run(execution, {**CHAIN, "1": {"class_type": "IntConst", "inputs": {"value": 2}}}, "on again")
     assert len([e for e in events_of("on again") if isinstance(e, NodeStarted)]) == 4
 
@@ -259,7 +259,7 @@ def test_the_object_index_kept_across_runs_is_checked_against_the_storage(execut
     objects = [executor.object_storage[k] for k in keys]
     # Every object's id now names the previous node: what reused ids would look like.
     for obj, wrong in zip(objects, keys[-1:] + keys[:-1]):
-        hooks._object_index[id(obj)] = (wrong, str(wrong[0]), str(wrong[1]))
+        capture.STATE.object_index[id(obj)] = (wrong, str(wrong[0]), str(wrong[1]))
     executor.outputs.clear()
     run(execution, CHAIN, "second", executor=executor)
     events = events_of("second")
@@ -296,7 +296,7 @@ def test_a_get_output_data_call_for_no_node_of_the_run_records_nothing(execution
     assert captured_during == [([[5]], {})]
     events = events_of("p1")
     assert [e.node_id for e in events if isinstance(e, NodeStarted)] == ["1"]
-    assert hooks.STATUS.disabled_reason is None
+    assert capture.STATUS.disabled_reason is None
 
 
 FAULTS = {
@@ -321,20 +321,20 @@ def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_of
         monkeypatch.setattr(hooks, "NodeCached", boom)
     elif point == "node lookup":  # finding which node a call belongs to (object storage)
         monkeypatch.setattr(hooks, "_storage_key", boom)
-        hooks._object_index.clear()  # the objects of the warm run are not known: a lookup it is
+        capture.STATE.object_index.clear()  # the objects of the warm run are not known: a lookup it is
     else:
-        monkeypatch.setattr(hooks, "summarize_inputs", boom)
+        monkeypatch.setattr(inputs, "summarize_values", boom)
     prompt2 = {**CHAIN, "3": {"class_type": "MakeImage", "inputs": {"width": ["2", 0], "seed": 99}}}
     with caplog.at_level(logging.ERROR, logger="runtime_metadata"):
         run(execution, prompt2, "faulty", executor=executor)
         run(execution, {**prompt2, "1": {"class_type": "IntConst", "inputs": {"value": 1}}}, "after", executor=executor)
     assert executor.success is True
     assert testnodes.Sink.calls[-1].shape == (1, 8, 49, 3)  # the later run computed 1+48 as usual
-    assert hooks.STATUS.active is False
-    assert hooks.STATUS.disabled_reason.startswith(FAULTS[point] + ":")
-    assert f"injected fault at {point}" in hooks.STATUS.disabled_reason
+    assert capture.STATUS.active is False
+    assert capture.STATUS.disabled_reason.startswith(FAULTS[point] + ":")
+    assert f"injected fault at {point}" in capture.STATUS.disabled_reason
     assert sum("capture switched off" in r.getMessage() for r in caplog.records) == 1
-    assert hooks.STORE.get("after") is None  # capture stayed off for the rest of the process
+    assert capture.STORE.get("after") is None  # capture stayed off for the rest of the process
 
 
 def outer_wrapper(func, calls):
@@ -349,7 +349,7 @@ def outer_wrapper(func, calls):
 @pytest.mark.parametrize("order", ["theirs first", "ours first"])
 def test_another_pack_wrapping_the_same_functions_keeps_working(monkeypatch, order):
     monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
-    hooks.reset()
+    capture.reset()
     module = load_executor()
     theirs: list[str] = []
 
@@ -359,26 +359,26 @@ def test_another_pack_wrapping_the_same_functions_keeps_working(monkeypatch, ord
 
     if order == "theirs first":
         wrap_theirs()
-        hooks.install(module, "test")
+        capture.install(module, "test")
     else:
-        hooks.install(module, "test")
+        capture.install(module, "test")
         wrap_theirs()
     try:
         run(module, CHAIN)
         assert theirs.count("get_output_data") == 4
         assert len([e for e in events_of("p1") if isinstance(e, NodeInputs)]) == 4
-        hooks.install(module, "test")  # a second install does nothing
+        capture.install(module, "test")  # a second install does nothing
         run(module, CHAIN, "p2", executor=None)
         assert len([e for e in events_of("p2") if isinstance(e, NodeInputs)]) == 4
         assert theirs.count("get_output_data") == 8
-        hooks.uninstall()
+        capture.uninstall()
         if order == "theirs first":
-            assert not hooks.is_ours(module.get_output_data)  # original (their wrapper) restored
+            assert not capture.is_ours(module.get_output_data)  # original (their wrapper) restored
         run(module, CHAIN, "p3", executor=None)
-        assert hooks.STORE.get("p3") is None  # ours is gone or pass-through
+        assert capture.STORE.get("p3") is None  # ours is gone or pass-through
         assert theirs.count("get_output_data") == 12  # theirs still runs
     finally:
-        hooks.reset()
+        capture.reset()
 
 
 def varargs_wrapper(func, calls):
@@ -405,16 +405,16 @@ def partialmethod_wrapper(func, calls):
 def test_a_pack_wrapping_with_args_and_kwargs_only_does_not_stop_capture(monkeypatch, style):
     """Such a signature names nothing; ComfyUI's own argument order is assumed (and said)."""
     monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
-    hooks.reset()
+    capture.reset()
     module = load_executor()
     theirs: list[str] = []
     module.PromptExecutor.execute = style(module.PromptExecutor.execute, theirs)
     module.get_output_data = varargs_wrapper(module.get_output_data, theirs)
     try:
-        hooks.install(module, "test")
-        assert hooks.STATUS.skipped == []
-        assert [i.split(":")[0] for i in hooks.STATUS.installed] == ["run", "message", "call"]
-        assumed = [n for n in hooks.STATUS.notes if "argument order" in n]
+        capture.install(module, "test")
+        assert capture.STATUS.skipped == []
+        assert [i.split(":")[0] for i in capture.STATUS.installed] == ["run", "message", "call"]
+        assumed = [n for n in capture.STATUS.notes if "argument order" in n]
         assert [n.split(":")[0] for n in assumed] == ["run", "call"]
         run(module, CHAIN)
         assert theirs.count("execute") == 1 and theirs.count("get_output_data") == 4
@@ -422,25 +422,25 @@ def test_a_pack_wrapping_with_args_and_kwargs_only_does_not_stop_capture(monkeyp
         assert started(events) == CHAIN_STARTED
         assert [e.inputs for e in events if isinstance(e, NodeInputs)][:2] == CHAIN_FIRST_INPUTS
     finally:
-        hooks.reset()
+        capture.reset()
 
 
 def test_a_pack_wrapping_recursive_execute_with_args_and_kwargs_keeps_node_ids(monkeypatch):
     """March 2024 needs nothing from recursive_execute's parameters: ids come from the storage."""
     monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
-    hooks.reset()
+    capture.reset()
     module = load_executor()
     theirs: list[str] = []
     module.recursive_execute = varargs_wrapper(module.recursive_execute, theirs)
     try:
-        hooks.install(module, "test")
-        assert hooks.STATUS.skipped == []
-        assert [i.split(":")[0] for i in hooks.STATUS.installed] == ["run", "message", "call"]
+        capture.install(module, "test")
+        assert capture.STATUS.skipped == []
+        assert [i.split(":")[0] for i in capture.STATUS.installed] == ["run", "message", "call"]
         run(module, CHAIN)
         assert theirs.count("recursive_execute") == 4
         assert [e.node_id for e in events_of("p1") if isinstance(e, NodeStarted)] == ["1", "2", "3", "4"]
     finally:
-        hooks.reset()
+        capture.reset()
 
 
 def _sync_generation(execute: Any) -> ModuleType:
@@ -494,15 +494,15 @@ def test_the_order_assumed_for_get_output_data_follows_the_generation():
     def varargs_execute(*args, **kwargs):
         raise NotImplementedError
 
-    assert hooks._assumed_order(load_executor(), "call") == ("obj", "input_data_all")
-    assert hooks._assumed_order(_sync_generation(sync_execute), "call") == ("obj", "input_data_all")
-    assert hooks._assumed_order(_sync_generation(async_execute), "call") == (
+    assert detect.assumed_order(load_executor(), "call") == ("obj", "input_data_all")
+    assert detect.assumed_order(_sync_generation(sync_execute), "call") == ("obj", "input_data_all")
+    assert detect.assumed_order(_sync_generation(async_execute), "call") == (
         "prompt_id",
         "unique_id",
         "obj",
         "input_data_all",
     )
-    assert hooks._assumed_order(_sync_generation(varargs_execute), "call") == ()  # generation unknown
+    assert detect.assumed_order(_sync_generation(varargs_execute), "call") == ()  # generation unknown
 
 
 def test_calls_without_node_ids_are_not_recorded_when_the_node_hook_cannot_be_installed():
@@ -511,7 +511,7 @@ def test_calls_without_node_ids_are_not_recorded_when_the_node_hook_cannot_be_in
     def varargs_execute(*args, **kwargs):
         raise NotImplementedError
 
-    points, skipped = hooks.wrap_points(_sync_generation(varargs_execute))
+    points, skipped = detect.wrap_points(_sync_generation(varargs_execute))
     assert [p.name for p in points] == ["run", "message"]
     assert skipped == [
         "node: execute('args', 'kwargs') lacks current_item",
@@ -522,7 +522,7 @@ def test_calls_without_node_ids_are_not_recorded_when_the_node_hook_cannot_be_in
 def test_a_run_whose_arguments_are_not_a_prompt_is_left_alone(monkeypatch, caplog):
     """Where the order was assumed, a call that does not fit it is not recorded (and said once)."""
     monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
-    hooks.reset()
+    capture.reset()
     module = load_executor()
     original = module.PromptExecutor.execute
 
@@ -532,15 +532,15 @@ def test_a_run_whose_arguments_are_not_a_prompt_is_left_alone(monkeypatch, caplo
 
     module.PromptExecutor.execute = by_keywords_elsewhere
     try:
-        hooks.install(module, "test")
+        capture.install(module, "test")
         executor = module.PromptExecutor()
         with caplog.at_level(logging.WARNING, logger="runtime_metadata"):
             executor.execute(graph=CHAIN, name="kw", extra_data={}, execute_outputs=["4"])
         assert executor.success is True
-        assert hooks.STORE.get("kw") is None and hooks.STATUS.disabled_reason is None
+        assert capture.STORE.get("kw") is None and capture.STATUS.disabled_reason is None
         assert any("run not captured" in r.getMessage() for r in caplog.records)
     finally:
-        hooks.reset()
+        capture.reset()
 
 
 def test_finished_runs_are_bounded_and_memory_stays_flat(execution, monkeypatch):
@@ -564,8 +564,8 @@ def test_finished_runs_are_bounded_and_memory_stays_flat(execution, monkeypatch)
         for s in after.compare_to(before, "filename")
         if "runtime_metadata" in str(s.traceback) or "main" in str(s.traceback)
     )
-    assert len(hooks.STORE) == 16
-    assert hooks.STORE.ids()[-1] == "r9999"
+    assert len(capture.STORE) == 16
+    assert capture.STORE.ids()[-1] == "r9999"
     assert growth < 256 * 1024, growth
 
 
@@ -576,7 +576,7 @@ def test_a_credential_fed_through_a_link_is_redacted_at_its_source(execution):
         "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
     }
     run(execution, prompt, outputs=("3",))
-    data = hooks.STORE.get("p1")
+    data = capture.STORE.get("p1")
     assert b"sk-linked-999" not in data
     events = read_log(data).events
     inputs = {e.node_id: e.inputs for e in events if isinstance(e, NodeInputs)}
@@ -589,7 +589,7 @@ def test_a_credential_fed_through_a_link_is_redacted_at_its_source(execution):
 def test_an_error_message_quoting_a_key_is_redacted(execution):
     prompt = {"1": {"class_type": "KeyedFail", "inputs": {"api_key": "sk-in-url-123"}}}
     run(execution, prompt, outputs=("1",))
-    data = hooks.STORE.get("p1")
+    data = capture.STORE.get("p1")
     assert b"sk-in-url-123" not in data
     finished = read_log(data).events[-1]
     assert finished.status == "error" and "key=[redacted] failed" in finished.error_message
@@ -603,8 +603,8 @@ def test_odd_strings_and_huge_ints_are_recorded_and_capture_stays_on(execution):
         "4": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
     }
     run(execution, prompt, outputs=("3", "4"))
-    assert hooks.STATUS.active and hooks.STATUS.disabled_reason is None
-    events = read_log(hooks.STORE.get("p1")).events
+    assert capture.STATUS.active and capture.STATUS.disabled_reason is None
+    events = read_log(capture.STORE.get("p1")).events
     inputs = {e.node_id: e.inputs for e in events if isinstance(e, NodeInputs)}
     assert inputs["1"]["value"] == [str(2**70)]
     assert inputs["2"]["value"] == ["broken ? text"]
@@ -618,8 +618,8 @@ def test_an_unusable_log_folder_keeps_the_run_in_memory(execution, monkeypatch, 
     with caplog.at_level(logging.WARNING, logger="runtime_metadata"):
         run(execution, CHAIN)
         run(execution, CHAIN, "p2")
-    assert hooks.STATUS.active
-    assert hooks.STORE.get("p1") is not None and hooks.STORE.get("p2") is not None
+    assert capture.STATUS.active
+    assert capture.STORE.get("p1") is not None and capture.STORE.get("p2") is not None
     assert sum("keeping them in memory only" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -639,9 +639,9 @@ def test_blobs_in_the_prompt_are_cut_and_the_store_is_bounded_in_bytes(execution
             f"b{i}",
             ("2",),
         )
-    kept = hooks.STORE.ids()
+    kept = capture.STORE.ids()
     assert kept[-1] == "b4" and len(kept) < 5
-    data = hooks.STORE.get("b4")
+    data = capture.STORE.get("b4")
     assert len(data) < 100_000
     started = read_log(data).events[0]
     assert started.prompt["1"]["inputs"]["value"].endswith(f"…[{len(blob) + 1} chars]")
@@ -684,12 +684,12 @@ def test_a_future_handed_back_by_a_plain_function_is_returned_as_it_is(monkeypat
         def end(self, ctx, result, exc):
             seen.append((ctx, result, exc))
 
-    monkeypatch.setattr(hooks.STATUS, "active", True)
+    monkeypatch.setattr(capture.STATUS, "active", True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        wrapped = hooks.make_wrapper(lambda: fut, Recording([]))
+        wrapped = wrapping.make_wrapper(lambda: fut, Recording([]))
         assert wrapped() is fut
         assert seen == []  # not finished yet
         fut.set_result(42)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from runtime_metadata import capture
-from runtime_metadata.capture import hooks
+from runtime_metadata.capture import detect, hooks, inputs
 from runtime_metadata.capture.summary import REDACTED
 from runtime_metadata.events.log import read_log
 from runtime_metadata.events.schema import (
@@ -245,17 +245,17 @@ def env(monkeypatch):
     monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
     monkeypatch.setenv("AAA_METADATA_CONFIG", "/nonexistent/config.json")
     monkeypatch.delenv("AAA_METADATA_LOG_DIR", raising=False)
-    hooks.reset()
+    capture.reset()
     _clear_node_state()
     yield
-    hooks.reset()
+    capture.reset()
     _clear_node_state()
 
 
 @pytest.fixture
 def execution(env, variant):
     module = load_modern(variant)
-    hooks.install(module, "test")
+    capture.install(module, "test")
     return module
 
 
@@ -274,7 +274,7 @@ def run(execution, prompt, prompt_id="p1", outputs=("4",), executor=None, extra=
 
 
 def events_of(prompt_id):
-    return read_log(hooks.STORE.get(prompt_id)).events
+    return read_log(capture.STORE.get(prompt_id)).events
 
 
 def of(events, kind, node_id=None):
@@ -324,15 +324,15 @@ CHAIN = {
 
 
 def test_the_install_finds_all_four_wrap_points_of_the_modern_executor(execution):
-    assert hooks.STATUS.skipped == []
-    assert hooks.STATUS.installed == [
+    assert capture.STATUS.skipped == []
+    assert capture.STATUS.installed == [
         "run: PromptExecutor.execute",
         "message: PromptExecutor.add_message",
         f"node: {execution.__name__}.execute",
         f"call: {execution.__name__}.get_output_data",
     ]
-    assert hooks.STATUS.generation == "ComfyUI test, executor 2025+ (async execute)"
-    assert hooks.is_ours(execution.execute) and hooks.is_ours(execution.get_output_data)
+    assert capture.STATUS.generation == "ComfyUI test, executor 2025+ (async execute)"
+    assert capture.is_ours(execution.execute) and capture.is_ours(execution.get_output_data)
     assert asyncio.iscoroutinefunction(execution.execute)
     assert asyncio.iscoroutinefunction(execution.get_output_data)
 
@@ -352,9 +352,9 @@ def test_a_pack_wrapping_with_args_and_kwargs_only_does_not_stop_capture(env, va
         return await original_call(*args, **kwargs)
 
     module.PromptExecutor.execute, module.get_output_data = execute, get_output_data
-    hooks.install(module, "test")
-    assert hooks.STATUS.skipped == []
-    assert [n.split(":")[0] for n in hooks.STATUS.notes if "argument order" in n] == ["run", "call"]
+    capture.install(module, "test")
+    assert capture.STATUS.skipped == []
+    assert [n.split(":")[0] for n in capture.STATUS.notes if "argument order" in n] == ["run", "call"]
     run(module, CHAIN)
     assert theirs.count("execute") == 1 and theirs.count("get_output_data") == 4
     events = events_of("p1")
@@ -371,7 +371,7 @@ def test_the_call_hook_leaves_alone_a_call_whose_inputs_are_not_a_dict(env):
     """Where ComfyUI's order is only assumed, a call that does not fit it records nothing."""
     from runtime_metadata.capture.recorder import Recorder, current_run
 
-    hook = hooks.CallHook(list(hooks._CALL_ORDER_ASYNC), node_hook=True)
+    hook = hooks.CallHook(list(detect.CALL_ORDER_ASYNC), node_hook=True)
     rec = Recorder("p1", {"5": {"class_type": "Add", "inputs": {}}}, None, "test", "test")
     token = current_run.set(rec)
     try:
@@ -838,7 +838,7 @@ def test_secrets_from_extra_data_and_inputs_become_redacted(execution):
         "3": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
     }
     run(execution, prompt, outputs=("3",))
-    data = hooks.STORE.get("p1")
+    data = capture.STORE.get("p1")
     events = read_log(data).events
     inputs = {e.node_id: e.inputs for e in of(events, NodeInputs)}
     assert inputs["1"] == {
@@ -877,7 +877,7 @@ def _observable(executor) -> Any:
             out = {k: plain(v) for k, v in value.items() if k != "timestamp"}
             if "traceback" in out:  # every wrapper adds its own frames; ComfyUI's are the same
                 out["traceback"] = [
-                    f for f in out["traceback"] if "runtime_metadata" not in f and "/capture/hooks.py" not in f
+                    f for f in out["traceback"] if "runtime_metadata" not in f and "/capture/wrapping.py" not in f
                 ]
             return out
         if isinstance(value, (list, tuple)):
@@ -919,12 +919,12 @@ def test_outputs_are_identical_with_capture_on_and_off(env, variant):
         return seen
 
     captured = load_modern(variant)
-    hooks.install(captured, "test")
+    capture.install(captured, "test")
     on = session(captured)
-    assert hooks.STATUS.active and hooks.STORE.get("m3") is not None
-    hooks.reset()
+    assert capture.STATUS.active and capture.STORE.get("m3") is not None
+    capture.reset()
     off = session(load_modern(variant))
-    assert hooks.STORE.get("m3") is not None  # (kept from the captured session only)
+    assert capture.STORE.get("m3") is not None  # (kept from the captured session only)
     assert on == off
     assert on[0][0] is True and on[0][4] == [9, ("tensor", (1, 8, 9, 3))]  # (1 + 2) * 2 + 1 + 2
     assert on[2][0] is False  # the third run failed at node 9, with capture on and off alike
@@ -964,9 +964,8 @@ def _fault_injections(monkeypatch, point: str) -> None:
 
         monkeypatch.setattr(hooks, "current_node", BadVar())
     elif point == "call":
-        monkeypatch.setattr(hooks, "_plans", {})  # forget the classes seen in the warm run
-        monkeypatch.setattr(hooks, "_clean", set())
-        monkeypatch.setattr(hooks, "_classify", boom)
+        capture.STATE.inputs.clear()  # forget the classes seen in the warm run
+        monkeypatch.setattr(inputs, "classify", boom)
     elif point == "call: async end":
         real = hooks.NodeFinished
 
@@ -1008,7 +1007,7 @@ def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_of
 ):
     AsyncSleep.delay = 0.01
     executor = run(execution, FAULT_PROMPT, "warm", ("5",))  # so that node 1 is cached next
-    assert testnodes.Sink.calls == [131] and hooks.STATUS.active
+    assert testnodes.Sink.calls == [131] and capture.STATUS.active
     _fault_injections(monkeypatch, point)
     faulty = {**FAULT_PROMPT, "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": 49}}}
     after = {**FAULT_PROMPT, "2": {"class_type": "Add", "inputs": {"a": ["1", 0], "b": 50}}}
@@ -1018,11 +1017,11 @@ def test_a_fault_at_any_wrap_point_leaves_the_run_intact_and_switches_capture_of
         run(execution, after, "after", ("5",), executor)
     assert executor.success is True
     assert testnodes.Sink.calls == [131, 133, 135]  # (16 + b) * 2 + 3, as without capture
-    assert hooks.STATUS.active is False
-    assert hooks.STATUS.disabled_reason.startswith(FAULT_POINTS[point] + ":"), hooks.STATUS.disabled_reason
-    assert f"injected fault at {point}" in hooks.STATUS.disabled_reason
+    assert capture.STATUS.active is False
+    assert capture.STATUS.disabled_reason.startswith(FAULT_POINTS[point] + ":"), capture.STATUS.disabled_reason
+    assert f"injected fault at {point}" in capture.STATUS.disabled_reason
     assert sum("capture switched off" in r.getMessage() for r in caplog.records) == 1
-    assert hooks.STORE.get("after") is None  # capture stayed off for the rest of the process
+    assert capture.STORE.get("after") is None  # capture stayed off for the rest of the process
 
 
 class Theirs:
@@ -1069,11 +1068,11 @@ def test_another_pack_wrapping_the_same_functions_keeps_working(env, variant, or
     theirs = Theirs(module, style)
     if order == "theirs first":
         theirs.wrap_all()
-        hooks.install(module, "test")
+        capture.install(module, "test")
     else:
-        hooks.install(module, "test")
+        capture.install(module, "test")
         theirs.wrap_all()
-    assert hooks.STATUS.skipped == []
+    assert capture.STATUS.skipped == []
     AsyncSleep.delay = 0.01
     try:
         executor = run(module, FAULT_PROMPT, "p1", ("5",))
@@ -1085,19 +1084,19 @@ def test_another_pack_wrapping_the_same_functions_keeps_working(env, variant, or
         assert [e.node_id for e in of(events, NodeStarted)] == ["1", "2", "3", "4", "4.0.0.1", "4.0.0.2", "5"]
         assert [e.status for e in of(events, NodeFinished)] == ["executed"] * 7
         assert of(events, NodeFinished, "3")[0].t_ns - of(events, NodeStarted, "3")[0].t_ns >= 10_000_000
-        hooks.install(module, "test")  # a second install does nothing
-        assert hooks.STATUS.installed[0] == "run: PromptExecutor.execute" and len(hooks.STATUS.installed) == 4
+        capture.install(module, "test")  # a second install does nothing
+        assert capture.STATUS.installed[0] == "run: PromptExecutor.execute" and len(capture.STATUS.installed) == 4
         run(module, FAULT_PROMPT, "p2", ("5",), executor)  # all cached
         assert [e.node_id for e in of(events_of("p2"), NodeCached)] == ["1", "2", "3", "4", "5"]
-        hooks.uninstall()
+        capture.uninstall()
         if order == "theirs first":
-            assert not hooks.is_ours(module.get_output_data)  # their wrapper is back on top
+            assert not capture.is_ours(module.get_output_data)  # their wrapper is back on top
         run(module, {**FAULT_PROMPT, "1": {"class_type": "IntConst", "inputs": {"value": 17}}}, "p3", ("5",), executor)
-        assert hooks.STORE.get("p3") is None  # ours is gone or pass-through
+        assert capture.STORE.get("p3") is None  # ours is gone or pass-through
         assert testnodes.Sink.calls == [131, 133]
         assert theirs.calls.count("get_output_data") == 14  # theirs still runs
     finally:
-        hooks.reset()
+        capture.reset()
 
 
 # --------------------------------------------------------------------------- unknown versions
@@ -1113,7 +1112,7 @@ def test_an_unknown_get_output_data_is_skipped_and_the_rest_installed(env):
         return await inner(prompt_id, unique_id, obj, inputs, execution_block_cb, pre_execute_cb, v3_data=v3_data)
 
     module.get_output_data = get_output_data
-    status = hooks.install(module, "test")
+    status = capture.install(module, "test")
     assert status.skipped == [
         "call: get_output_data('prompt_id', 'unique_id', 'obj', 'inputs', 'execution_block_cb', "
         "'pre_execute_cb', 'v3_data') lacks input_data_all"
@@ -1137,7 +1136,7 @@ def test_an_executor_without_a_known_per_node_function_still_records_runs(env):
     module = load_modern("0.3.64")
     module.run_node = module.execute
     del module.execute
-    status = hooks.install(module, "test")
+    status = capture.install(module, "test")
     assert status.skipped == ["node: execute or recursive_execute not found"]
     assert [i.split(":")[0] for i in status.installed] == ["run", "message", "call"]
 
@@ -1150,12 +1149,12 @@ def test_an_executor_whose_run_cannot_be_keyed_installs_nothing(env):
         return inner(self, graph, job_id, extra_data, execute_outputs)
 
     module.PromptExecutor.execute = execute
-    status = hooks.install(module, "test")
+    status = capture.install(module, "test")
     assert status.skipped == [
         "run: execute('self', 'graph', 'job_id', 'extra_data', 'execute_outputs') lacks prompt, prompt_id",
         "run: without it no run can be keyed by prompt_id; nothing installed",
     ]
-    assert status.installed == [] and not hooks.is_ours(module.get_output_data)
+    assert status.installed == [] and not capture.is_ours(module.get_output_data)
 
 
 def test_nothing_of_a_run_is_kept_alive_after_it(execution):
@@ -1165,7 +1164,7 @@ def test_nothing_of_a_run_is_kept_alive_after_it(execution):
     gc.collect()
     assert [o for o in gc.get_objects() if isinstance(o, execution.DynamicPrompt)] == []
     assert [o for o in gc.get_objects() if isinstance(o, asyncio.Task)] == []
-    assert hooks.STORE.get("p1") is not None
+    assert capture.STORE.get("p1") is not None
 
 
 def test_ints_beyond_64_bits_are_recorded_as_text_and_capture_stays_on(execution):
@@ -1178,7 +1177,7 @@ def test_ints_beyond_64_bits_are_recorded_as_text_and_capture_stays_on(execution
     }
     run(execution, prompt, outputs=("3",))
     run(execution, {**prompt, "1": {"class_type": "IntConst", "inputs": {"value": big - 1}}}, "p2", ("3",))
-    assert hooks.STATUS.active and hooks.STATUS.disabled_reason is None
+    assert capture.STATUS.active and capture.STATUS.disabled_reason is None
     assert testnodes.Sink.calls == [0, -1]
     events = events_of("p1")
     assert events[0].prompt["1"]["inputs"] == {"value": str(big)}
@@ -1222,7 +1221,7 @@ def test_the_call_hooks_fast_path_records_what_summaries_would(env, inputs):
         pass
 
     hook = hooks.CallHook(["prompt_id", "unique_id", "obj", "input_data_all"])
-    hooks.STATUS.active = True
+    capture.STATUS.active = True
     rec = Recorder("fast", {"7": {"class_type": "Node", "inputs": {}}}, None, "test", "test")
     token = current_run.set(rec)
     try:
@@ -1231,7 +1230,7 @@ def test_the_call_hooks_fast_path_records_what_summaries_would(env, inputs):
             hook.end(ctx, ([], {}, False, False), None)
     finally:
         current_run.reset(token)
-    assert hooks.STATUS.disabled_reason is None
+    assert capture.STATUS.disabled_reason is None
     recorded = [e.inputs for e in read_log(rec.snapshot()).events if isinstance(e, NodeInputs)]
     expected = summarize_inputs({k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items()})
     assert recorded == [expected] * 3

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_metadata import config
+from runtime_metadata import config, errors
 
 from .test_config import write
 
@@ -19,7 +19,7 @@ def cfg_file(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv(config.CONFIG_PATH_ENV, str(path))
     for _, env_name in config.KEYS.values():
         monkeypatch.delenv(env_name, raising=False)
-    config._reported.clear()
+    errors.forget_reports()
     return path
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from runtime_metadata import capture
-from runtime_metadata.capture import hooks
 from runtime_metadata.events.log import read_log, read_log_file
 from runtime_metadata.events.schema import RunFinished, RunStarted, SavedImage
 
@@ -49,27 +48,27 @@ def execution(request, monkeypatch, tmp_path):
     monkeypatch.setenv("AAA_METADATA_CONFIG", "/nonexistent/config.json")
     monkeypatch.setenv("AAA_METADATA_LOG_DIR", str(tmp_path / "logs"))
     monkeypatch.setenv("AAA_METADATA_WORKER_ID", "worker-a")
-    hooks.reset()
+    capture.reset()
     if request.param == "march2024":
         module = test_capture.load_executor()
     else:
         module = test_capture_modern.load_modern("2026")
     module.NODE_CLASS_MAPPINGS["SaveFile"] = SaveFile
     # Where ComfyUI keeps "output" images, as folder_paths would say.
-    monkeypatch.setattr(capture.hooks, "run_settings", _settings_with_folder(tmp_path / "out"))
-    hooks.install(module, "test")
+    monkeypatch.setattr(capture, "run_settings", _settings_with_folder(tmp_path / "out"))
+    capture.install(module, "test")
     testnodes.Sink.calls.clear()
     ends: list[capture.RunEnd] = []
     capture.add_run_listener(ends.append)
     yield module, ends
     capture.remove_run_listener(ends.append)
-    hooks.reset()
+    capture.reset()
 
 
 def _settings_with_folder(folder: Path):
-    real = capture.hooks.run_settings
+    real = capture.run_settings
 
-    def settings() -> hooks.RunSettings:
+    def settings() -> capture.RunSettings:
         import dataclasses
 
         return dataclasses.replace(real(), folder_of=lambda kind: str(folder) if kind == "output" else None)
@@ -89,7 +88,7 @@ def test_each_run_end_is_announced_once_with_its_whole_log(execution, tmp_path):
     run(module, PROMPT, "p1")
     assert [(e.prompt_id, e.client_id) for e in ends] == [("p1", "client-1")]
     end = ends[0]
-    assert end.log == hooks.STORE.get("p1")
+    assert end.log == capture.STORE.get("p1")
     assert end.log_path == tmp_path / "logs" / "p1.rtlog"
     assert end.log_path.read_bytes() == end.log  # the file is complete when listeners hear of it
     events = read_log(end.log).events
@@ -138,7 +137,7 @@ def test_a_failing_listener_is_reported_once_and_changes_nothing(execution, capl
     assert [e.prompt_id for e in ends] == ["p1", "p2"]  # listeners after the broken one still hear
     reports = [r for r in caplog.records if "listener" in r.getMessage()]
     assert len(reports) == 1 and "unaffected" in reports[0].getMessage()
-    assert hooks.STATUS.active and hooks.STATUS.disabled_reason is None
+    assert capture.STATUS.active and capture.STATUS.disabled_reason is None
 
 
 def test_a_listener_added_twice_is_called_once(execution):
