@@ -9,6 +9,7 @@ from typing import Any
 
 from . import capture, config
 from .capture import comfy
+from .capture.secrets import plain_secrets, redact_for_image, redact_json
 from .events.log import read_log
 from .events.schema import NodeInputs
 from .projections.document import build_document, parser_document
@@ -91,6 +92,28 @@ def _report_disagreements(document: dict[str, Any], cfg: config.Config) -> None:
             log.info("%s", format_disagreement(item))
 
 
+KEEP_CREDENTIALS_TIP = (
+    "Off (default): API keys, tokens and passwords typed into any node's widgets are replaced by "
+    "[redacted] in the prompt and workflow this image carries, so sharing the image never shares "
+    "them; the workflow still loads, with the key to type in again. On: keep them, for exact "
+    "reloads of your own private images."
+)
+
+
+def _credential_free(
+    prompt: Any, pnginfo: Any, hidden_secrets: tuple[Any, ...]
+) -> tuple[Any, Any, frozenset[str]] | None:
+    """The prompt and extra_pnginfo with every credential replaced, and the credentials found;
+    None when that failed (the caller then writes neither)."""
+    rec = capture.live_run()
+    known = plain_secrets(hidden_secrets) | (rec.secrets if rec is not None else frozenset())
+    try:
+        return redact_for_image(prompt, pnginfo, known, comfy.input_types)
+    except Exception:  # never write what could not be cleaned
+        log.exception("[runtime-metadata] could not redact credentials; the image keeps no prompt or workflow")
+        return None
+
+
 class SaveImageRuntimeMetadata:
     """Saves images like ComfyUI's SaveImage and adds what the run actually did."""
 
@@ -117,8 +140,16 @@ class SaveImageRuntimeMetadata:
                 "capture": (CAPTURE_CHOICES, {"default": "auto"}),
                 "embed_workflow": ("BOOLEAN", {"default": True}),
                 "embed_runtime": ("BOOLEAN", {"default": True}),
+                "keep_credentials": ("BOOLEAN", {"default": False, "tooltip": KEEP_CREDENTIALS_TIP}),
             },
-            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"},
+            "hidden": {
+                "prompt": "PROMPT",
+                "extra_pnginfo": "EXTRA_PNGINFO",
+                "unique_id": "UNIQUE_ID",
+                # ComfyUI's account token and API key (0.3.x): received only to be redacted.
+                "auth_token_comfy_org": "AUTH_TOKEN_COMFY_ORG",
+                "api_key_comfy_org": "API_KEY_COMFY_ORG",
+            },
         }
 
     def _next_call(self, unique_id: Any) -> int:
@@ -143,9 +174,12 @@ class SaveImageRuntimeMetadata:
         capture: str = "auto",
         embed_workflow: bool = True,
         embed_runtime: bool = True,
+        keep_credentials: bool = False,
         prompt: Any = None,
         extra_pnginfo: Any = None,
         unique_id: Any = None,
+        auth_token_comfy_org: Any = None,
+        api_key_comfy_org: Any = None,
     ) -> dict[str, Any]:
         if capture == "on":
             _capture_on()
@@ -163,9 +197,16 @@ class SaveImageRuntimeMetadata:
             pnginfo.pop("workflow", None)
         document: dict[str, Any] | None = None
         parameters: str | None = None
-        if with_metadata:
+        clean = _credential_free(prompt, pnginfo, (auth_token_comfy_org, api_key_comfy_org)) if with_metadata else None
+        secrets: frozenset[str] = clean[2] if clean is not None else frozenset()
+        if with_metadata and not keep_credentials:
+            prompt, pnginfo = clean[:2] if clean is not None else (None, None)
+        if clean is not None:
             try:
-                document = build_save_document(prompt, str(unique_id), capture, self._next_call(unique_id))
+                document = build_save_document(clean[0], str(unique_id), capture, self._next_call(unique_id))
+                # The run's log holds no credential (capture redacts them): this changes
+                # nothing there, and keeps a value pasted elsewhere out of a parsed document.
+                document = redact_json(document, secrets)
                 _report_disagreements(document, cfg)
                 if not embed_runtime:
                     document.pop("runtime", None)

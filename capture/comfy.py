@@ -124,6 +124,20 @@ def model_file(kind: str, name: str) -> str | None:
     return str(path) if path else None
 
 
+def input_types(class_type: str) -> dict[str, Any] | None:
+    """A node class's ``INPUT_TYPES()`` as ComfyUI knows it; None when unknown or broken."""
+    mappings = getattr(sys.modules.get("nodes"), "NODE_CLASS_MAPPINGS", None)
+    cls = mappings.get(class_type) if isinstance(mappings, dict) else None
+    get = getattr(cls, "INPUT_TYPES", None)
+    if not callable(get):
+        return None
+    try:
+        found = get()
+    except Exception:  # a node pack's definition may raise: the caller falls back
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def list_index() -> int | None:
     """Modern ComfyUI: which item of a batch list the executing node function is handling."""
     utils = sys.modules.get("comfy_execution.utils")

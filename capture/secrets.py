@@ -1,0 +1,232 @@
+"""Credentials kept out of what a save node writes: ComfyUI's own ``prompt`` and ``workflow`` too.
+
+ComfyUI's ``prompt`` and ``workflow`` chunks copy every widget value, so a key typed into an API
+node's STRING widget travels with every image. Capture already keeps credentials out of the
+event log (``summary.scrub_secrets``); this module finds every credential a save can see and
+takes it out of the prompt, the UI workflow and any other JSON or text about to be written:
+
+- inputs whose names look like credentials (``api_key``, ``auth_token``…), literal or fed by a
+  string node (that node's strings all count as secrets), as ``scrub_secrets`` finds them;
+- the values of ComfyUI's sensitive ``extra_data`` keys (its account token and API key, handed
+  to nodes that declare the hidden inputs ``AUTH_TOKEN_COMFY_ORG`` / ``API_KEY_COMFY_ORG``);
+- in the UI workflow, whose widget values are positional, the widgets of credential-named
+  inputs, mapped through the node's definition the way ComfyUI's frontend maps them;
+- and every other place one of those values appears (a key pasted into a prompt as well).
+
+Everything is replaced by the same ``[redacted]`` marker, so an image still loads into ComfyUI
+with the key field to fill in again. Nothing here mutates its input: ComfyUI keeps running on
+the prompt it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+from .summary import REDACTED, is_secret_name, redact_text, scrub_secrets
+
+#: ComfyUI's ``execution.SENSITIVE_EXTRA_DATA_KEYS`` (0.3.x): values it never echoes back.
+SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
+#: Secrets at least this long are redacted inside longer text too; shorter ones only where a
+#: whole value equals them (a one-letter "key" must not blank every "a" of a workflow).
+MIN_EMBEDDED_SECRET = 6
+#: The frontend's widget types whose values a workflow stores (others are sockets).
+_WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+#: Values of the seed "control after generate" widget the frontend adds after a seed.
+_CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
+
+#: How a class's input definitions are found (``INPUT_TYPES()``); None when unknown.
+InputTypes = Callable[[str], "dict[str, Any] | None"]
+
+
+def plain_secrets(values: Iterable[Any]) -> frozenset[str]:
+    """The non-empty strings among ``values`` (hidden inputs may be None or absent)."""
+    return frozenset(v for v in values if isinstance(v, str) and v)
+
+
+def redact_json(value: Any, secrets: Collection[str]) -> Any:
+    """``value`` (JSON data) with every secret replaced, in strings and keys; never mutated.
+
+    Returns ``value`` itself when nothing had to change, so the common case copies nothing.
+    """
+    if not secrets:
+        return value
+    embedded = [s for s in secrets if len(s) >= MIN_EMBEDDED_SECRET]
+    whole = frozenset(secrets)
+    return _redact(value, whole, embedded)
+
+
+def _redact(value: Any, whole: frozenset[str], embedded: list[str]) -> Any:
+    if isinstance(value, str):
+        if value in whole:
+            return REDACTED
+        return redact_text(value, embedded) if embedded else value
+    if isinstance(value, list):
+        items = [_redact(v, whole, embedded) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, dict):
+        changed = False
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            nk = _redact(k, whole, embedded) if isinstance(k, str) else k
+            nv = _redact(v, whole, embedded)
+            changed = changed or nk is not k or nv is not v
+            out[nk] = nv
+        return out if changed else value
+    return value
+
+
+class WidgetLayout:
+    """Where a node class keeps credentials among its positional widget values.
+
+    ``names`` lists the widget values in the order ComfyUI's frontend stores them (a seed-like
+    INT widget is followed by its "control after generate" value, named None: inputs with
+    ``control_after_generate`` and inputs named ``seed`` or ``noise_seed``, as the frontend
+    does); ``choices`` are the class's combo options, kept only for classes with a credential.
+    """
+
+    __slots__ = ("choices", "names")
+
+    def __init__(self, names: list[str | None], choices: frozenset[str]) -> None:
+        self.names = names
+        self.choices = choices
+
+    @classmethod
+    def of(cls, input_types: Any) -> WidgetLayout | None:
+        """The layout of a class from its ``INPUT_TYPES()``; None when it has no credential."""
+        if not isinstance(input_types, dict):
+            return None
+        names: list[str | None] = []
+        choices: set[str] = set()
+        for section in ("required", "optional"):
+            group = input_types.get(section)
+            if not isinstance(group, dict):
+                continue
+            for name, spec in group.items():
+                kind = spec[0] if isinstance(spec, (list, tuple)) and spec else spec
+                options = spec[1] if isinstance(spec, (list, tuple)) and len(spec) > 1 else None
+                options = options if isinstance(options, dict) else {}
+                if isinstance(kind, (list, tuple)):
+                    choices.update(c for c in kind if isinstance(c, str))
+                elif kind == "COMBO":
+                    choices.update(c for c in options.get("options", ()) if isinstance(c, str))
+                elif not isinstance(kind, str) or kind not in _WIDGET_TYPES or options.get("forceInput"):
+                    continue
+                names.append(str(name))
+                if kind == "INT" and (options.get("control_after_generate") or name in ("seed", "noise_seed")):
+                    names.append(None)
+        if not any(n is not None and is_secret_name(n) for n in names):
+            return None
+        return cls(names, frozenset(choices))
+
+    def redact(self, values: list[Any]) -> list[Any]:
+        """``values`` (a node's ``widgets_values``) with the credential widgets blanked."""
+        if len(self.names) == len(values):  # the frontend's own rule for mapping values to names
+            return [
+                REDACTED if n is not None and is_secret_name(n) and isinstance(v, str) and v else v
+                for n, v in zip(self.names, values, strict=True)
+            ]
+        # A layout the definition does not explain (widgets added by an extension, a newer
+        # version of the pack): every free-text value may be the key, so none is kept.
+        return [
+            REDACTED if isinstance(v, str) and v and v not in self.choices and v not in _CONTROL_VALUES else v
+            for v in values
+        ]
+
+
+#: Class type -> its layout (None: no credential widget), for the life of the process: input
+#: names do not change, and ComfyUI's own validation calls INPUT_TYPES far more often.
+_layouts: dict[str, WidgetLayout | None] = {}
+#: Classes remembered at most (packs that generate class names must not grow memory).
+MAX_LAYOUTS = 4096
+
+
+def _layout(kind: str, input_types: InputTypes) -> WidgetLayout | None:
+    if kind in _layouts:
+        return _layouts[kind]
+    try:
+        layout = WidgetLayout.of(input_types(kind))
+    except Exception:  # a pack's INPUT_TYPES may raise: its values are still redacted by value
+        layout = None
+    if len(_layouts) >= MAX_LAYOUTS:
+        _layouts.clear()
+    _layouts[kind] = layout
+    return layout
+
+
+def _redact_widgets(node: dict[str, Any], input_types: InputTypes) -> dict[str, Any]:
+    """A workflow node with the values of its credential widgets replaced."""
+    values = node.get("widgets_values")
+    if isinstance(values, dict):  # some packs store widgets by name
+        if any(isinstance(k, str) and is_secret_name(k) for k in values):
+            return {**node, "widgets_values": {k: _blank(k, v) for k, v in values.items()}}
+        return node
+    if not isinstance(values, list) or not values:
+        return node
+    layout = _layout(node["type"], input_types)
+    return node if layout is None else {**node, "widgets_values": layout.redact(values)}
+
+
+def _blank(name: Any, value: Any) -> Any:
+    return REDACTED if isinstance(name, str) and is_secret_name(name) and isinstance(value, str) and value else value
+
+
+def _node_lists(workflow: dict[str, Any]) -> list[tuple[Any, list[Any]]]:
+    """(owner, its node list) for a UI workflow's graph and each of its subgraph definitions."""
+    found: list[tuple[Any, list[Any]]] = []
+    if isinstance(workflow.get("nodes"), list):
+        found.append((workflow, workflow["nodes"]))
+    definitions = workflow.get("definitions")
+    if isinstance(definitions, dict) and isinstance(definitions.get("subgraphs"), list):
+        found.extend(
+            (sub, sub["nodes"])
+            for sub in definitions["subgraphs"]
+            if isinstance(sub, dict) and isinstance(sub.get("nodes"), list)
+        )
+    return found
+
+
+def redact_workflow(workflow: Any, secrets: Collection[str], input_types: InputTypes) -> Any:
+    """The UI workflow with credential widgets blanked and every known secret replaced."""
+    if isinstance(workflow, dict):
+        replaced: dict[int, dict[str, Any]] = {}  # id of an owner -> its copy with new nodes
+        for owner, nodes in _node_lists(workflow):
+            new = [
+                _redact_widgets(n, input_types) if isinstance(n, dict) and isinstance(n.get("type"), str) else n
+                for n in nodes
+            ]
+            if any(a is not b for a, b in zip(new, nodes, strict=True)):
+                replaced[id(owner)] = {**owner, "nodes": new}
+        if replaced:
+            workflow = _rebuilt(workflow, replaced)
+    return redact_json(workflow, secrets)
+
+
+def _rebuilt(workflow: dict[str, Any], replaced: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    out = replaced.get(id(workflow), dict(workflow))
+    definitions = workflow.get("definitions")
+    if isinstance(definitions, dict) and isinstance(definitions.get("subgraphs"), list):
+        subs = [replaced.get(id(sub), sub) for sub in definitions["subgraphs"]]
+        if any(a is not b for a, b in zip(subs, definitions["subgraphs"], strict=True)):
+            out["definitions"] = {**definitions, "subgraphs": subs}
+    return out
+
+
+def redact_for_image(
+    prompt: Any, extra_pnginfo: Any, known: Collection[str], input_types: InputTypes
+) -> tuple[Any, Any, frozenset[str]]:
+    """ComfyUI's prompt and extra_pnginfo free of credentials, and every secret found.
+
+    ``known``: secrets the caller already has (the run's, ComfyUI's hidden credentials).
+    """
+    scrubbed = scrub_secrets(prompt, None)
+    secrets = frozenset(known) | scrubbed.secrets
+    clean_prompt = redact_json(scrubbed.prompt, secrets)
+    if isinstance(extra_pnginfo, dict):
+        extra_pnginfo = {
+            k: redact_workflow(v, secrets, input_types) if k == "workflow" else redact_json(v, secrets)
+            for k, v in extra_pnginfo.items()
+        }
+    else:
+        extra_pnginfo = redact_json(extra_pnginfo, secrets)
+    return clean_prompt, extra_pnginfo, secrets
