@@ -7,7 +7,6 @@ a bounded store (oldest dropped first) as encoded log bytes: no live objects sur
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -263,64 +262,3 @@ class RunStore:
         """Prompt ids kept, oldest first."""
         with self._lock:
             return list(self._runs)
-
-
-def graph_signature(prompt: dict[str, Any], node_id: str, memo: dict[str, bytes] | None = None) -> bytes:
-    """A digest of a node and everything upstream of it: class types and literal inputs, links followed.
-
-    Two prompts give a node the same signature exactly when ComfyUI's cache would consider
-    its output unchanged (IS_CHANGED aside), so the inputs recorded in one hold in the other.
-    Each node's digest is computed once from its own data and its inputs' digests, without
-    recursion: a signature nesting its inputs' signatures would share them between the
-    branches of every diamond, and hashing or comparing it would then cost 2^depth.
-    """
-    memo = {} if memo is None else memo  # share one per prompt to sign many nodes in O(graph)
-    if node_id in memo:
-        return memo[node_id]
-    stack = [node_id]
-    active: set[str] = set()  # visited, waiting for their inputs' digests
-    while stack:
-        nid = stack[-1]
-        if nid in memo:
-            stack.pop()
-            continue
-        node = prompt.get(nid)
-        if not isinstance(node, dict):
-            memo[nid] = _digest(("missing", nid))
-            stack.pop()
-            continue
-        raw = node.get("inputs")
-        items = sorted(raw.items()) if isinstance(raw, dict) else []
-        if nid not in active:
-            active.add(nid)
-            pending = [src for src in _sources(items) if src not in memo and src not in active]
-            if pending:
-                stack.extend(pending)
-                continue
-        parts: list[tuple[Any, ...]] = []
-        for name, value in items:
-            if _is_link(value):
-                src = str(value[0])
-                # Not computed yet only when it is still waiting itself: a cycle, which ComfyUI
-                # refuses to run. A digest equal to nothing, so nothing is ever carried over.
-                upstream = memo.get(src) or os.urandom(16)
-                parts.append((name, "link", value[1], upstream))
-            else:
-                parts.append((name, "value", repr(value)))
-        memo[nid] = _digest((repr(node.get("class_type")), tuple(parts)))
-        active.discard(nid)
-        stack.pop()
-    return memo[node_id]
-
-
-def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
-
-
-def _sources(items: list[tuple[Any, Any]]) -> list[str]:
-    return [str(value[0]) for _, value in items if _is_link(value)]
-
-
-def _digest(parts: tuple[Any, ...]) -> bytes:
-    # repr of str/int/bytes tuples is unambiguous; 16 bytes of BLAKE2b make collisions moot.
-    return hashlib.blake2b(repr(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest()

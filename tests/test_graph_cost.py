@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime_metadata.capture.recorder import graph_signature
+from runtime_metadata.capture.carry import graph_signature
 from runtime_metadata.events.schema import AnyEvent
 from runtime_metadata.projections.document import build_document, parser_document
 from runtime_metadata.projections.rules import RULES, Compute, PassThrough, Switch, extend, int_math
