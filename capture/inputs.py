@@ -1,7 +1,7 @@
 """Input classification: how each input of each node class is recorded, decided once per name.
 
 An input is kept (summarised), left out (a hidden input whose value is the whole prompt or
-workflow) or redacted (a hidden credential, or a credential-looking name). The decision
+workflow, or the executor's own execution list) or redacted (a hidden credential, or a credential-looking name). The decision
 depends only on the node class and the input name, so it is made the first time a name is
 seen and remembered in the class's plan; the call hook then summarises with
 ``summary.summarize_values`` without asking again. A (class, input names) pair whose every
@@ -15,8 +15,9 @@ from typing import Any
 
 from .summary import REDACTED, is_secret_name, summarize_values
 
-#: Hidden input types whose values are the whole prompt/workflow: never copied into events.
-HIDDEN_SKIP = frozenset({"PROMPT", "EXTRA_PNGINFO", "DYNPROMPT"})
+#: Hidden input types whose values are the whole prompt/workflow, or the executor's own
+#: objects (``EXECUTION_LIST``, ComfyUI 0.38): never copied into events.
+HIDDEN_SKIP = frozenset({"PROMPT", "EXTRA_PNGINFO", "DYNPROMPT", "EXECUTION_LIST"})
 #: Hidden input types that carry credentials.
 HIDDEN_SECRET = frozenset({"AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"})
 

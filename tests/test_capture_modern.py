@@ -39,11 +39,14 @@ from .executors import testnodes
 
 EXECUTORS = Path(__file__).parent / "executors"
 
-#: name -> (parameters of ``execute``, keyword of V3 hidden inputs in ``get_output_data``)
+#: name -> (parameters of ``execute``, keyword of V3 hidden inputs in ``get_output_data``,
+#: cache API): see ``tests/executors/modern.py`` for each knob.
 VARIANTS = {
-    "2026": (11, "v3_data"),
-    "0.3.64": (10, "hidden_inputs"),
-    "execute10+v3_data": (10, "v3_data"),
+    "0.38.1": (12, "v3_data", "async"),
+    "2026": (11, "v3_data", "async"),
+    "execute11+sync-entries": (11, "v3_data", "entry"),
+    "0.3.64": (10, "hidden_inputs", "split"),
+    "execute10+v3_data": (10, "v3_data", "split"),
 }
 
 
@@ -204,9 +207,39 @@ class CloudNode:
         return (size,)
 
 
+class Scheduler:
+    """Asks for 0.38.1's executor-facing hidden inputs: the live execution list, the usage source."""
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {"value": ("INT", {})},
+            "hidden": {"plan": "EXECUTION_LIST", "source": "COMFY_USAGE_SOURCE"},
+        }
+
+    def run(self, value, plan=None, source=None):
+        assert plan is not None  # ComfyUI hands the node its live ExecutionList
+        return (value,)
+
+
 MODERN_NODES = {
     c.__name__: c
-    for c in (Lazy, LazyBroken, AsyncSleep, AsyncFail, Expand, ExpandNested, ExpandFail, Interrupter, Probe, CloudNode)
+    for c in (
+        Lazy,
+        LazyBroken,
+        AsyncSleep,
+        AsyncFail,
+        Expand,
+        ExpandNested,
+        ExpandFail,
+        Interrupter,
+        Probe,
+        CloudNode,
+        Scheduler,
+    )
 }
 
 
@@ -215,11 +248,12 @@ MODERN_NODES = {
 
 def load_modern(variant: str = "2026") -> ModuleType:
     """A fresh copy of the modern test executor in one of its signature forms."""
-    params, kwarg = VARIANTS[variant]
+    params, kwarg, cache_api = VARIANTS[variant]
     spec = importlib.util.spec_from_file_location(f"execution_modern_{id(object())}", EXECUTORS / "modern.py")
     module = importlib.util.module_from_spec(spec)
     module.EXECUTE_PARAMS = params
     module.HIDDEN_KWARG = kwarg
+    module.CACHE_API = cache_api
     spec.loader.exec_module(module)
     module.NODE_CLASS_MAPPINGS.update(testnodes.MAPPINGS)
     module.NODE_CLASS_MAPPINGS.update(MODERN_NODES)
@@ -852,6 +886,19 @@ def test_secrets_from_extra_data_and_inputs_become_redacted(execution):
     assert b"tok-secret-1" not in data and b"key-secret-2" not in data and b"sk-live-123" not in data
     assert events[0].prompt["1"]["inputs"] == {"api_key": REDACTED, "size": 5}
     assert testnodes.Sink.calls == [5]
+
+
+def test_the_live_execution_list_is_left_out_like_the_prompt(env):
+    """0.38.1 hands a node the executor's own ExecutionList: an object of ComfyUI's, not a value."""
+    module = load_modern("0.38.1")
+    capture.install(module, "test")
+    prompt = {
+        "1": {"class_type": "Scheduler", "inputs": {"value": 7}},
+        "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+    }
+    run(module, prompt, outputs=("2",), extra={"comfy_usage_source": "api"})
+    assert of(events_of("p1"), NodeInputs, "1")[0].inputs == {"value": [7], "source": ["api"]}
+    assert testnodes.Sink.calls == [7]
 
 
 MIXED = {

@@ -7,20 +7,33 @@ signatures, global-name lookups, ``await`` points and return values; bodies are 
 what does not touch the wrap points left out (websocket sends, progress state, torch, model
 management, V3 ``comfy_api`` nodes, the LRU / dependency-aware caches).
 
-Two knobs select the signatures of other releases. Set them as module globals before the
-module is executed (``module.EXECUTE_PARAMS = 10`` between ``module_from_spec`` and
-``exec_module``):
+Three knobs select the signatures and cache behaviour of other releases, as read in the
+stored sources of Comfy-Org/ComfyUI (``execution.py`` at ``04e2a914``, whose repository's
+``comfyui_version.py`` says 0.38.1; ``comfy_execution/caching.py`` at ``0c5058b9``;
+``graph.py`` at ``0b458120``). Set them as module globals before the module is executed
+(``module.EXECUTE_PARAMS = 10`` between ``module_from_spec`` and ``exec_module``):
 
 ``EXECUTE_PARAMS``
-    ``11`` (default): ``execute(..., pending_async_nodes, ui_outputs)`` as in ComfyUI's 2026
-    ``execution.py`` (UI results go to a per-run ``ui_outputs`` dict that ``execute_async``
-    turns into ``history_result``). ``10``: the 0.3.64 form (UI results in ``caches.ui``).
+    ``12`` (default): ``execute(..., pending_async_nodes, ui_outputs, asset_manager)`` as in
+    0.38.1, whose ``PromptExecutor`` also takes an ``asset_manager`` and whose nodes may ask
+    for the ``EXECUTION_LIST`` and ``COMFY_USAGE_SOURCE`` hidden inputs. ``11``:
+    ``execute(..., pending_async_nodes, ui_outputs)`` (UI results go to a per-run
+    ``ui_outputs`` dict that ``execute_async`` turns into ``history_result``). ``10``: the
+    0.3.64 form (UI results in ``caches.ui``).
 ``HIDDEN_KWARG``
     ``"v3_data"`` (default, 2026) or ``"hidden_inputs"`` (0.3.48 .. 0.3.64): the keyword
     ``get_output_data`` and ``_async_map_node_over_list`` take V3 hidden inputs by.
+``CACHE_API``
+    ``"async"`` (default; 0.17 and later): the output cache holds ``CacheEntry(ui, outputs)``,
+    ``get``/``set`` are coroutines awaited in ``execute`` and ``execute_async`` (which gathers
+    the lookups that make the ``execution_cached`` list), ``get_local`` is the synchronous
+    lookup. ``"entry"``: the same entries, looked up synchronously (late 2025). ``"split"``:
+    outputs and UI results in two synchronous caches (0.3.64); required by, and only with,
+    ``EXECUTE_PARAMS = 10``. Inputs are fetched through ``get_local`` here, where ComfyUI
+    fetches them through the execution list's own links; that changes no wrapped argument.
 
-The caches stay synchronous in both forms (2026 awaits ``caches.outputs.get`` and stores
-``CacheEntry`` objects); that changes no argument or result of a wrapped function.
+Nothing of these releases' code is copied: the bodies below are written to their signatures
+and call order.
 """
 
 from __future__ import annotations
@@ -36,10 +49,13 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any, NamedTuple
 
-EXECUTE_PARAMS: int = globals().get("EXECUTE_PARAMS", 11)
+EXECUTE_PARAMS: int = globals().get("EXECUTE_PARAMS", 12)
 HIDDEN_KWARG: str = globals().get("HIDDEN_KWARG", "v3_data")
-assert EXECUTE_PARAMS in (10, 11), EXECUTE_PARAMS
+CACHE_API: str = globals().get("CACHE_API", "split" if EXECUTE_PARAMS == 10 else "async")
+assert EXECUTE_PARAMS in (10, 11, 12), EXECUTE_PARAMS
 assert HIDDEN_KWARG in ("v3_data", "hidden_inputs"), HIDDEN_KWARG
+assert CACHE_API in ("split", "entry", "async"), CACHE_API
+assert (CACHE_API == "split") == (EXECUTE_PARAMS == 10), (EXECUTE_PARAMS, CACHE_API)
 
 #: ``nodes.NODE_CLASS_MAPPINGS``
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
@@ -358,7 +374,11 @@ class ExecutionList(TopologicalSort):
         self.staged_node_id = None
 
     def is_cached(self, node_id):
-        return self.output_cache.get(node_id) is not None
+        return self.output_cache.get_local(node_id) is not None
+
+    def get_cache(self, from_node_id, to_node_id):
+        """What ``to_node_id`` reads of ``from_node_id``'s outputs (here: the cache itself)."""
+        return self.output_cache.get_local(from_node_id)
 
     async def stage_node_execution(self):
         assert self.staged_node_id is None
@@ -595,13 +615,13 @@ class HierarchicalCache:
                 return None
         return cache
 
-    def get(self, node_id):
+    def get_local(self, node_id):
         cache = self._get_cache_for(node_id)
         if cache is None:
             return None
         return cache._get_immediate(node_id)
 
-    def set(self, node_id, value):
+    def set_local(self, node_id, value):
         cache = self._get_cache_for(node_id)
         assert cache is not None
         cache._set_immediate(node_id, value)
@@ -610,6 +630,49 @@ class HierarchicalCache:
         cache = self._get_cache_for(node_id)
         assert cache is not None
         return await cache._ensure_subcache(node_id, children_ids)
+
+    if CACHE_API == "async":
+
+        async def get(self, node_id):
+            await asyncio.sleep(0)  # a lookup may wait (external cache providers)
+            return self.get_local(node_id)
+
+        async def set(self, node_id, value):
+            await asyncio.sleep(0)
+            self.set_local(node_id, value)
+
+    else:
+
+        def get(self, node_id):
+            return self.get_local(node_id)
+
+        def set(self, node_id, value):
+            self.set_local(node_id, value)
+
+
+async def cache_get(cache, node_id):
+    """``await cache.get(node_id)`` where lookups are coroutines, else the plain lookup."""
+    return await cache.get(node_id) if CACHE_API == "async" else cache.get(node_id)
+
+
+async def cache_set(cache, node_id, value):
+    """``await cache.set(...)`` where stores are coroutines, else the plain store."""
+    if CACHE_API == "async":
+        await cache.set(node_id, value)
+    else:
+        cache.set(node_id, value)
+
+
+class CacheEntry(NamedTuple):
+    """What the output cache holds from late 2025 on: a node's UI result and its outputs."""
+
+    ui: Any
+    outputs: list
+
+
+def outputs_of(cached):
+    """The output lists of a cache value, whichever form the cache holds."""
+    return cached if CACHE_API == "split" else cached.outputs
 
 
 # --------------------------------------------------------------- execution.py
@@ -660,9 +723,12 @@ class IsChangedCache:
 class CacheSet:
     def __init__(self, cache_type=None, cache_size=None):
         self.outputs = HierarchicalCache(CacheKeySetInputSignature)
-        self.ui = HierarchicalCache(CacheKeySetInputSignature)
         self.objects = HierarchicalCache(CacheKeySetID)
-        self.all = [self.outputs, self.ui, self.objects]
+        if CACHE_API == "split":
+            self.ui = HierarchicalCache(CacheKeySetInputSignature)
+            self.all = [self.outputs, self.ui, self.objects]
+        else:
+            self.all = [self.outputs, self.objects]
 
 
 def get_input_data(inputs, class_def, unique_id, outputs=None, dynprompt=None, extra_data={}):
@@ -684,7 +750,12 @@ def get_input_data(inputs, class_def, unique_id, outputs=None, dynprompt=None, e
             if outputs is None:
                 mark_missing()
                 continue
-            cached_output = outputs.get(input_unique_id)
+            # ``outputs``: the output cache (0.3.64) or the execution list (later releases).
+            if CACHE_API == "split":
+                cached_output = outputs.get_local(input_unique_id)
+            else:
+                cached = outputs.get_cache(input_unique_id, unique_id)
+                cached_output = None if cached is None else cached.outputs
             if cached_output is None:
                 mark_missing()
                 continue
@@ -709,6 +780,10 @@ def get_input_data(inputs, class_def, unique_id, outputs=None, dynprompt=None, e
                 input_data_all[x] = [extra_data.get("auth_token_comfy_org", None)]
             if h[x] == "API_KEY_COMFY_ORG":
                 input_data_all[x] = [extra_data.get("api_key_comfy_org", None)]
+            if EXECUTE_PARAMS == 12 and h[x] == "EXECUTION_LIST":
+                input_data_all[x] = [outputs]  # the live execution list itself
+            if EXECUTE_PARAMS == 12 and h[x] == "COMFY_USAGE_SOURCE":
+                input_data_all[x] = [extra_data.get("comfy_usage_source", None)]
     return input_data_all, missing_keys, hidden_inputs_v3
 
 
@@ -976,7 +1051,24 @@ async def _execute(
     inputs = dynprompt.get_node(unique_id)["inputs"]
     class_type = dynprompt.get_node(unique_id)["class_type"]
     class_def = NODE_CLASS_MAPPINGS[class_type]
-    if caches.outputs.get(unique_id) is not None:
+    cached = await cache_get(caches.outputs, unique_id)
+    if cached is not None and CACHE_API != "split":
+        # The cached node's UI result is sent again and, for this run's history, kept.
+        if cached.ui is not None:
+            if server.client_id is not None:
+                server.send_sync(
+                    "executed",
+                    {
+                        "node": unique_id,
+                        "display_node": display_node_id,
+                        "output": cached.ui.get("output"),
+                        "prompt_id": prompt_id,
+                    },
+                    server.client_id,
+                )
+            ui_outputs[unique_id] = cached.ui
+        return (ExecutionResult.SUCCESS, None, None)
+    if cached is not None:
         if server.client_id is not None:
             cached_output = caches.ui.get(unique_id) or {}
             server.send_sync(
@@ -989,10 +1081,6 @@ async def _execute(
                 },
                 server.client_id,
             )
-        if ui_outputs is not None:  # 2026: _send_cached_ui also fills the per-run ui_outputs
-            cached_ui = caches.ui.get(unique_id)
-            if cached_ui is not None:
-                ui_outputs[unique_id] = cached_ui
         return (ExecutionResult.SUCCESS, None, None)
 
     input_data_all = None
@@ -1021,7 +1109,7 @@ async def _execute(
                     for r in result:
                         if is_link(r):
                             source_node, source_output = r[0], r[1]
-                            node_output = caches.outputs.get(source_node)[source_output]
+                            node_output = outputs_of(caches.outputs.get_local(source_node))[source_output]
                             for o in node_output:
                                 resolved_output.append(o)
                         else:
@@ -1034,7 +1122,12 @@ async def _execute(
             has_subgraph = False
         else:
             input_data_all, missing_keys, hidden_inputs = get_input_data(
-                inputs, class_def, unique_id, caches.outputs, dynprompt, extra_data
+                inputs,
+                class_def,
+                unique_id,
+                caches.outputs if CACHE_API == "split" else execution_list,
+                dynprompt,
+                extra_data,
             )
             if server.client_id is not None:
                 server.last_node_id = display_node_id
@@ -1044,10 +1137,10 @@ async def _execute(
                     server.client_id,
                 )
 
-            obj = caches.objects.get(unique_id)
+            obj = await cache_get(caches.objects, unique_id)
             if obj is None:
                 obj = class_def()
-                caches.objects.set(unique_id, obj)
+                await cache_set(caches.objects, unique_id, obj)
 
             lazy_status_present = getattr(obj, "check_lazy_status", None) is not None
             if lazy_status_present:
@@ -1110,6 +1203,7 @@ async def _execute(
 
                 asyncio.create_task(await_completion())
                 return (ExecutionResult.PENDING, None, None)
+        cache_ui_value = ui_outputs.get(unique_id) if ui_outputs is not None else None
         if len(output_ui) > 0:
             entry = {
                 "meta": {
@@ -1122,7 +1216,9 @@ async def _execute(
             }
             if ui_outputs is not None:
                 ui_outputs[unique_id] = entry
-            caches.ui.set(unique_id, entry)
+            if CACHE_API == "split":
+                caches.ui.set(unique_id, entry)
+            cache_ui_value = entry
             if server.client_id is not None:
                 server.send_sync(
                     "executed",
@@ -1165,7 +1261,10 @@ async def _execute(
                 execution_list.add_strong_link(link[0], link[1], unique_id)
             pending_subgraph_results[unique_id] = cached_outputs
             return (ExecutionResult.PENDING, None, None)
-        caches.outputs.set(unique_id, output_data)
+        if CACHE_API == "split":
+            caches.outputs.set(unique_id, output_data)
+        else:
+            await cache_set(caches.outputs, unique_id, CacheEntry(ui=cache_ui_value, outputs=output_data))
     except InterruptProcessingException as iex:
         error_details = {"node_id": real_node_id}
         return (ExecutionResult.FAILURE, error_details, iex)
@@ -1191,7 +1290,37 @@ async def _execute(
     return (ExecutionResult.SUCCESS, None, None)
 
 
-if EXECUTE_PARAMS == 11:
+if EXECUTE_PARAMS == 12:
+
+    async def execute(
+        server,
+        dynprompt,
+        caches,
+        current_item,
+        extra_data,
+        executed,
+        prompt_id,
+        execution_list,
+        pending_subgraph_results,
+        pending_async_nodes,
+        ui_outputs,
+        asset_manager,
+    ):
+        return await _execute(
+            server,
+            dynprompt,
+            caches,
+            current_item,
+            extra_data,
+            executed,
+            prompt_id,
+            execution_list,
+            pending_subgraph_results,
+            pending_async_nodes,
+            ui_outputs,
+        )
+
+elif EXECUTE_PARAMS == 11:
 
     async def execute(
         server,
@@ -1262,10 +1391,11 @@ class Server:
 
 
 class PromptExecutor:
-    def __init__(self, server=None, cache_type=False, cache_size=None):
+    def __init__(self, server=None, cache_type=False, cache_size=None, asset_manager=None):
         self.cache_size = cache_size
         self.cache_type = cache_type
         self.server = server if server is not None else Server()
+        self.asset_manager = asset_manager  # 0.38.1: where saved outputs are registered
         self.reset()
 
     def reset(self):
@@ -1317,10 +1447,12 @@ class PromptExecutor:
             await cache.set_prompt(dynamic_prompt, prompt.keys(), is_changed_cache)
             cache.clean_unused()
 
-        cached_nodes = []
-        for node_id in prompt:
-            if self.caches.outputs.get(node_id) is not None:
-                cached_nodes.append(node_id)
+        node_ids = list(prompt.keys())
+        if CACHE_API == "async":  # every lookup awaited together
+            found = await asyncio.gather(*(self.caches.outputs.get(node_id) for node_id in node_ids))
+        else:
+            found = [self.caches.outputs.get(node_id) for node_id in node_ids]
+        cached_nodes = [node_id for node_id, value in zip(node_ids, found) if value is not None]
 
         self.add_message("execution_cached", {"nodes": cached_nodes, "prompt_id": prompt_id}, broadcast=False)
         pending_subgraph_results = {}
@@ -1340,7 +1472,22 @@ class PromptExecutor:
                 )
                 break
             assert node_id is not None, "Node ID should not be None at this point"
-            if EXECUTE_PARAMS == 11:
+            if EXECUTE_PARAMS == 12:
+                result, error, ex = await execute(
+                    self.server,
+                    dynamic_prompt,
+                    self.caches,
+                    node_id,
+                    extra_data,
+                    executed,
+                    prompt_id,
+                    execution_list,
+                    pending_subgraph_results,
+                    pending_async_nodes,
+                    ui_node_outputs,
+                    self.asset_manager,
+                )
+            elif EXECUTE_PARAMS == 11:
                 result, error, ex = await execute(
                     self.server,
                     dynamic_prompt,
@@ -1382,7 +1529,7 @@ class PromptExecutor:
 
         ui_outputs = {}
         meta_outputs = {}
-        if EXECUTE_PARAMS == 11:
+        if EXECUTE_PARAMS >= 11:
             for node_id, ui_info in ui_node_outputs.items():
                 ui_outputs[node_id] = ui_info["output"]
                 meta_outputs[node_id] = ui_info["meta"]
