@@ -22,16 +22,17 @@ def _install_hooks() -> None:
 
     if "execution" not in sys.modules:  # not inside ComfyUI: never touch anything
         return
-    from .capture import comfy, install_if_enabled_now, install_into_comfyui, status_report
+    from . import routes
+    from .capture import comfy, install_if_enabled_now, install_into_comfyui
 
     install_into_comfyui()
     try:
         comfy.register_prompt_handler(install_if_enabled_now)
-        comfy.register_status_route(status_report)
+        routes.setup()  # the JSON routes, the per-run push and the run history
     except Exception:  # a status page is never worth a failed ComfyUI start
         import logging
 
-        logging.getLogger("runtime_metadata").warning("[runtime-metadata] status route not registered", exc_info=True)
+        logging.getLogger("runtime_metadata").warning("[runtime-metadata] routes not registered", exc_info=True)
 
 
 if _AS_PACKAGE:

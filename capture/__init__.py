@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .. import config
@@ -40,8 +41,19 @@ __all__ = [
     "is_ours",
     "remove_run_listener",
     "reset",
+    "set_default_log_dir",
     "uninstall",
 ]
+
+
+#: The log folder when ``runtime_hooks.log_dir`` names none (the routes module sets it: a folder
+#: in ComfyUI's user directory while the history is on, so that the catch-up has the logs).
+_default_log_dir: list[Callable[[], str | None]] = [lambda: None]
+
+
+def set_default_log_dir(folder: Callable[[], str | None]) -> None:
+    """Where runs keep their logs when the configuration names no folder (asked once per run)."""
+    _default_log_dir[0] = folder
 
 
 def run_settings() -> RunSettings:
@@ -49,7 +61,7 @@ def run_settings() -> RunSettings:
     cfg = config.get()
     return RunSettings(
         enabled=cfg.hooks_enabled or STATE.forced,
-        log_dir=cfg.log_dir,
+        log_dir=cfg.log_dir or _default_log_dir[0](),
         max_runs=cfg.max_runs,
         log_performance=cfg.debug and cfg.log_performance,
         plugin=__version__,

@@ -95,25 +95,6 @@ def user_directory() -> str | None:
     return str(folder) if isinstance(folder, str) and folder else None
 
 
-STATUS_ROUTE = "/runtime_metadata/status"
-
-
-def register_status_route(status: Any) -> bool:
-    """Serve ``status()`` as JSON at ``STATUS_ROUTE`` on ComfyUI's server; False if impossible."""
-    server = sys.modules.get("server")
-    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
-    routes = getattr(instance, "routes", None)
-    if routes is None:
-        return False
-    from aiohttp import web
-
-    @routes.get(STATUS_ROUTE)
-    async def _status(request: Any) -> Any:
-        return web.json_response(status())
-
-    return True
-
-
 def model_file(kind: str, name: str) -> str | None:
     """The full path of a model file ComfyUI knows (``kind``: checkpoints, loras, vae...)."""
     fp = _module("folder_paths")

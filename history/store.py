@@ -166,20 +166,16 @@ class HistoryStore:
         with self.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def stored_logs(self, worker_id: str) -> dict[str, int]:
-        """Log file name -> events folded, for the worker's runs that came from a kept log."""
+    def stored_logs(self, worker_id: str | None = None) -> dict[str, dict[str, str]]:
+        """Log file name -> {worker id: run status} for the runs that came from a kept log."""
+        query = select(runs.c.log_name, runs.c.worker_id, runs.c.status).where(runs.c.log_name.is_not(None))
+        if worker_id is not None:
+            query = query.where(runs.c.worker_id == worker_id)
+        out: dict[str, dict[str, str]] = {}
         with self.connect() as conn:
-            rows = conn.execute(
-                select(runs.c.log_name, runs.c.events).where(
-                    runs.c.worker_id == worker_id, runs.c.log_name.is_not(None)
-                )
-            )
-            return {name: events for name, events in rows}
-
-    def has_log(self, log_name: str) -> bool:
-        """True when some run of the history came from a log of this file name."""
-        with self.connect() as conn:
-            return conn.execute(select(exists().where(runs.c.log_name == log_name))).scalar() is True
+            for name, worker, status in conn.execute(query):
+                out.setdefault(name, {})[worker] = status
+        return out
 
     # ----------------------------------------------------------------- queries
 
