@@ -29,7 +29,7 @@ from runtime_metadata.writers.save import (
     save_image,
     summarize,
 )
-from runtime_metadata.writers.sidecar import SIDECAR_SUFFIX
+from runtime_metadata.writers.sidecar import SIDECAR_SUFFIX, sidecar_name
 
 KB = 1024
 LIMIT_KB = 32
@@ -114,9 +114,16 @@ def no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX)]
 
 
+def sidecars(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*" + SIDECAR_SUFFIX))
+
+
 def check_pointer(meta: Any, image_path: Path, content_bytes: int) -> None:
-    sidecar = image_path.parent / (image_path.stem + SIDECAR_SUFFIX)
+    (sidecar,) = sidecars(image_path.parent)
     data = sidecar.read_bytes()
+    # Named for the image (its whole name) and for its own content.
+    assert sidecar.name == sidecar_name(image_path, data)
+    assert sidecar.name == f"{image_path.name}.{hashlib.sha256(data).hexdigest()[:16]}{SIDECAR_SUFFIX}"
     assert meta.pointer == {
         "file": sidecar.name,
         "codec": "zstd",
@@ -156,8 +163,8 @@ def test_round_trip_inline_or_sidecar_around_the_limit(
         assert result.sidecar is None and meta.pointer is None
         assert not list(tmp_path.glob("*" + SIDECAR_SUFFIX))
     else:
-        assert result.sidecar == tmp_path / ("ComfyUI_00001_" + SIDECAR_SUFFIX)
         check_pointer(meta, path, size)
+        assert result.sidecar == sidecars(tmp_path)[0]
         assert meta.summary == {
             "schema": 1,
             "runtime": {"prompt_id": "p-1", "status": "success", "pad": "x" * 199 + "…"},
@@ -420,7 +427,7 @@ def test_sidecar_exists_before_the_image_is_opened(
     seen: list[bool] = []
 
     def checking_open(target: Any, **kwargs: Any) -> Any:
-        seen.append((tmp_path / ("s" + SIDECAR_SUFFIX)).exists())
+        seen.append(len(sidecars(tmp_path)) == 1)
         return real_open(target, **kwargs)
 
     monkeypatch.setattr(save_module, "atomic_open", checking_open)

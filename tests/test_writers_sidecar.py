@@ -28,6 +28,7 @@ from runtime_metadata.writers.sidecar import (
     MAX_SIDECAR_BYTES,
     SIDECAR_SUFFIX,
     ZstdCodec,
+    own_sidecar,
     read_sidecar,
     write_sidecar,
 )
@@ -168,7 +169,7 @@ def test_missing_sidecar(saved: tuple[Path, Path]) -> None:
     image, sidecar = saved
     pointer = read_metadata(image).pointer
     sidecar.unlink()
-    refused(image, pointer, "sidecar missing: img" + SIDECAR_SUFFIX.replace(".", r"\."))
+    refused(image, pointer, "sidecar missing: " + re.escape(sidecar.name))
 
 
 def test_truncated_sidecar(saved: tuple[Path, Path]) -> None:
@@ -302,8 +303,17 @@ def test_malformed_pointers(tmp_path: Path, pointer: Any, match: str) -> None:
 
 def test_write_sidecar_is_atomic_and_returns_a_checked_pointer(tmp_path: Path) -> None:
     pointer = write_sidecar(tmp_path / "a.png", CONTENT, schema=1)
-    data = (tmp_path / ("a" + SIDECAR_SUFFIX)).read_bytes()
+    data = (tmp_path / pointer.file).read_bytes()
+    assert pointer.file == f"a.png.{hashlib.sha256(data).hexdigest()[:16]}{SIDECAR_SUFFIX}"
     assert pointer.bytes == len(data) and pointer.sha256 == hashlib.sha256(data).hexdigest()
     assert pointer.content_bytes == len(CONTENT)
     assert read_sidecar(tmp_path / "a.png", pointer.to_dict()) == DOCUMENT
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a" + SIDECAR_SUFFIX]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [pointer.file]
+
+
+def test_a_long_image_name_gives_a_sidecar_name_within_name_max(tmp_path: Path) -> None:
+    image = tmp_path / ("é" * 120 + ".png")  # 245 bytes of UTF-8
+    pointer = write_sidecar(image, CONTENT, schema=1)
+    assert len(pointer.file.encode()) <= 255 and pointer.file.endswith(SIDECAR_SUFFIX)
+    assert own_sidecar(image, pointer.file) and not own_sidecar(tmp_path / "other.png", pointer.file)
+    assert read_sidecar(image, pointer.to_dict()) == DOCUMENT

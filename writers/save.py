@@ -12,7 +12,9 @@ Per format:
 
 The document goes inline when its canonical JSON is at most ``inline_size_limit_kb`` KiB (and,
 for JPEG, when its XMP packet fits one segment; for WebP, MAX_XMP_BYTES); otherwise into a zstd sidecar written, durably
-and atomically, before the image that points to it. What the image embeds then is
+and atomically, before the image that points to it, under a name unique to the image and
+the sidecar's content (see ``sidecar.py``). Saving over an image removes the sidecar it
+pointed to, when that one was named for it. What the image embeds then is
 ``{"schema", "sidecar": <pointer>, "summary"}``; readers tell the two apart by the top-level
 ``"sidecar"`` key, so a document must not use that key itself.
 """
@@ -35,7 +37,7 @@ from ..errors import RuntimeMetadataError
 from .atomic import atomic_open
 from .exif import JPEG_EXIF_MAX, build_exif
 from .png import png_chunks, write_png
-from .sidecar import SidecarPointer, write_sidecar
+from .sidecar import SidecarPointer, own_sidecar, write_sidecar
 from .xmp import JPEG_XMP_MAX, MAX_XMP_BYTES, XmpFields, build_xmp
 
 log = logging.getLogger("runtime_metadata")
@@ -204,6 +206,7 @@ def save_image(
                 embedded = pointer_envelope(pointer, summary if summary is not None else summarize(document or {}))
 
     text = embedded.decode("utf-8") if embedded is not None else None
+    replaced = _sidecar_of(target)
     try:
         if fmt == "png":
             chunks = png_chunks(prompt, dict(extra_pnginfo) if extra_pnginfo else None, text, parameters)
@@ -218,7 +221,22 @@ def save_image(
             with contextlib.suppress(OSError):
                 sidecar.unlink()
         raise
+    if replaced is not None and (sidecar is None or replaced != sidecar.name):
+        # The image this one replaced pointed at a sidecar named for it alone: now no image does.
+        with contextlib.suppress(OSError):
+            (target.parent / replaced).unlink()
     return SaveResult(target, sidecar, tuple(dropped), len(content) if content is not None else 0)
+
+
+def _sidecar_of(image: Path) -> str | None:
+    """The sidecar an existing image at ``image`` points to, if it is one named for that image."""
+    from .read import read_metadata  # read imports this module's SIDECAR_KEY
+
+    if not image.exists():
+        return None
+    pointer = read_metadata(image, follow_sidecar=False).pointer
+    name = pointer.get("file") if pointer is not None else None
+    return name if isinstance(name, str) and own_sidecar(image, name) else None
 
 
 def _write_image(

@@ -1,4 +1,10 @@
-"""zstd sidecars: a document too large to embed goes to ``<image stem>.runtime.json.zst``.
+"""zstd sidecars: a document too large to embed goes to ``<image name>.<digest>.runtime.json.zst``.
+
+The name is the image's whole file name (``a.png`` and ``a.jpg`` never share a sidecar) and
+the first 16 hex digits of the sidecar's own sha256: two processes saving the same image name
+at once write two different sidecars, so whichever image survives points at its own, never
+at a file another writer replaced. Images saved before this scheme point at
+``<image stem>.runtime.json.zst``; the reader follows whatever name a pointer holds.
 
 The image keeps a pointer ``{"file", "codec", "bytes", "sha256", "schema", "content_bytes"}``.
 ``bytes`` and ``sha256`` describe the sidecar **file as stored** (compressed): the reader
@@ -29,6 +35,10 @@ from .files import NotARegularFile, open_regular
 
 #: Every sidecar ends with this; the reader opens no other name, whatever a pointer says.
 SIDECAR_SUFFIX = ".runtime.json.zst"
+#: Hex digits of the sidecar's sha256 in its name: 64 bits, so two documents never share one.
+SIDECAR_DIGEST_CHARS = 16
+#: Longest file name most filesystems take (NAME_MAX, in bytes); a long image name is cut to fit.
+MAX_NAME_BYTES = 255
 #: The only codec written or read.
 CODEC = "zstd"
 #: Upper bound of a decompressed document (and of a sidecar file): a 200-node run is ~100 KB
@@ -93,9 +103,23 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
-def sidecar_name(image_path: str | os.PathLike[str]) -> str:
-    """The sidecar's file name for an image: ``<stem>.runtime.json.zst``."""
-    return Path(image_path).stem + SIDECAR_SUFFIX
+def sidecar_name(image_path: str | os.PathLike[str], data: bytes) -> str:
+    """The name of the sidecar holding ``data`` (compressed) for an image: unique to both."""
+    return _named(image_path, hashlib.sha256(data).hexdigest()[:SIDECAR_DIGEST_CHARS])
+
+
+def _named(image_path: str | os.PathLike[str], digest: str) -> str:
+    tail = f".{digest}{SIDECAR_SUFFIX}"
+    base = Path(image_path).name.encode("utf-8", "surrogateescape")[: MAX_NAME_BYTES - len(tail)]
+    return base.decode("utf-8", "ignore") + tail
+
+
+def own_sidecar(image_path: str | os.PathLike[str], name: str) -> bool:
+    """Whether ``name`` is a sidecar named for this image (never one of the older, shared names)."""
+    if not name.endswith(SIDECAR_SUFFIX):
+        return False
+    digest = name[: -len(SIDECAR_SUFFIX)].rpartition(".")[2]
+    return len(digest) == SIDECAR_DIGEST_CHARS and _is_hex(digest) and name == _named(image_path, digest)
 
 
 def check_file_name(name: str) -> None:
@@ -143,7 +167,7 @@ def write_sidecar(image_path: str | os.PathLike[str], content: bytes, schema: An
     if len(content) > MAX_SIDECAR_BYTES:
         raise SidecarError(f"document of {len(content)} bytes exceeds MAX_SIDECAR_BYTES")
     data = ZstdCodec().compress(content)
-    name = sidecar_name(image_path)
+    name = sidecar_name(image_path, data)
     # Durable, because the image written next points here: after a crash the pointer must
     # not outlive its target.
     atomic_write_bytes(Path(image_path).parent / name, data, durable=True)

@@ -142,7 +142,9 @@ def test_a_large_document_goes_to_a_sidecar_when_the_limit_changes_without_resta
     assert read_metadata(inline).pointer is None
     meta = read_metadata(sidecar_image)
     assert meta.problems == []
-    assert meta.pointer is not None and meta.pointer["file"] == "limit-0_00001_.runtime.json.zst"
+    # Named for the image's whole name and the sidecar's own sha256 (writers/sidecar.py).
+    assert meta.pointer is not None
+    assert meta.pointer["file"] == f"limit-0_00001_.png.{meta.pointer['sha256'][:16]}.runtime.json.zst"
     assert (sidecar_image.parent / meta.pointer["file"]).is_file()
     assert meta.document["runtime"]["nodes"][0]["inputs"]["color"] == 0x020202  # followed and verified
 
