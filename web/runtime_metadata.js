@@ -52,6 +52,7 @@ const layer = new BadgeLayer((node) => lastExecuted.get(keyOf(node)) ?? null);
 const started = new Set();
 const client = createClient((route, options) => api.fetchApi(route, options));
 let panel = null;
+let lastPush = null; // the last end-of-run message received (tests and debugging read it)
 let drawing = true; // false after the draw hook failed once: the canvas must keep working
 let pathCache = new WeakMap();
 
@@ -118,6 +119,7 @@ const onExecutionStart = guard("execution_start", (event) => {
 const onRunFinished = guard("run push", (event) => {
   const run = event?.detail;
   if (!run || !Array.isArray(run.nodes)) return;
+  lastPush = run;
   if (started.has(run.prompt_id)) {
     layer.setRun(run); // uses last durations from runs before this one
     redraw();
@@ -279,6 +281,9 @@ app.registerExtension({
       selectNode,
       get panel() {
         return panel;
+      },
+      get lastPush() {
+        return lastPush;
       },
       get drawing() {
         return drawing;

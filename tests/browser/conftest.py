@@ -145,25 +145,34 @@ def prepare_user_dir(workdir: Path) -> None:
     settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
 
 
+BROWSERPACK = Path(__file__).resolve().parent / "browserpack"
+
+
 @pytest.fixture(scope="package")
 def comfy_server(comfy_installation: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
-    """server(enabled=True) -> a started ComfyUI with the plugin; one per configuration, stopped
-    when the browser tests are done (each holds a few hundred MB)."""
+    """server(enabled=True, name="shared") -> a started ComfyUI with the plugin; one per
+    (configuration, name), stopped when the browser tests are done (each holds a few hundred MB).
+    A test that restarts its server asks for a name of its own."""
     from runtime_metadata.harness import ComfyServer
 
-    servers: dict[bool, Any] = {}
+    servers: dict[tuple[bool, str], Any] = {}
 
-    def get(enabled: bool = True) -> Any:
-        if enabled not in servers:
+    def get(enabled: bool = True, name: str = "shared") -> Any:
+        key = (enabled, name)
+        if key not in servers:
             workdir = tmp_path_factory.mktemp("browser-comfy")
             prepare_user_dir(workdir)
             config = write_config(workdir / "config.json", enabled=enabled, workdir=workdir)
             server = ComfyServer(
-                comfy_installation, REPO_ROOT, env={"AAA_METADATA_CONFIG": str(config)}, workdir=workdir
+                comfy_installation,
+                REPO_ROOT,
+                env={"AAA_METADATA_CONFIG": str(config)},
+                workdir=workdir,
+                extra_nodes={"browserpack": BROWSERPACK},
             )
             server.config_path = config  # type: ignore[attr-defined]
-            servers[enabled] = server.start()
-        return servers[enabled]
+            servers[key] = server.start()
+        return servers[key]
 
     yield get
     for server in servers.values():
@@ -207,6 +216,46 @@ class ComfyPage:
         panel = self.page.locator("[data-rtm=panel]")
         panel.wait_for(state="visible")
         return panel
+
+    # -------------------------------------------------------------- as a user would
+
+    def queue(self) -> None:
+        """Press the frontend's own queue button (Queue Prompt, or Run on the Vue frontend)."""
+        if self.generation == "modern":
+            self.page.locator('[data-testid="queue-button"] button').first.click()
+        else:
+            self.page.click("#queue-button")
+
+    def run_workflow(self, timeout_ms: int = 120_000) -> str:
+        """Queue the graph on screen and wait for the plugin's end-of-run push; its prompt id."""
+        before = self.evaluate("window.runtimeMetadata.lastPush?.prompt_id ?? null")
+        self.queue()
+        self.page.wait_for_function(
+            "(before) => { const p = window.runtimeMetadata.lastPush; return !!p && p.prompt_id !== before; }",
+            arg=before,
+            timeout=timeout_ms,
+        )
+        return str(self.evaluate("window.runtimeMetadata.lastPush.prompt_id"))
+
+    def set_widget(self, node_id: int, name: str, value: Any) -> None:
+        """Set a widget's value on a node of the graph on screen."""
+        self.evaluate(
+            """([id, name, value]) => {
+                 const node = window.app.graph.getNodeById(id);
+                 const widget = node.widgets.find((w) => w.name === name);
+                 widget.value = value;
+                 widget.callback?.(value);
+               }""",
+            [node_id, name, value],
+        )
+
+    def badges(self, path: list[str] | None = None) -> dict[str, str]:
+        """The badge text per visible node id, as the badge layer draws it."""
+        return dict(self.evaluate("(path) => window.runtimeMetadata.badges(path)", path or []))
+
+    def redraw(self) -> int:
+        """Draw one frame now; how many badges it drew."""
+        return int(self.evaluate("window.app.canvas.draw(true, true); window.runtimeMetadata.layer.drawn"))
 
     def screenshot(self, name: str, **kwargs: Any) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
