@@ -50,11 +50,13 @@ from typing import Any
 
 from ..errors import report_once
 from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, SavedImage
+from . import comfy
 from .carry import CarryMemo, carried_inputs, remember, remember_run
 from .listeners import RunEnd, notify_run_end
 from .recorder import BATCH_EVENTS, Recorder, current_node, current_run
+from .secrets import extra_data_secrets, redact_json, scrub_run
 from .state import STATE, STATUS, STORE, RunSettings, fault
-from .summary import MAX_STRING, redact_strings, scrub_secrets
+from .summary import MAX_STRING, redact_strings
 
 log = logging.getLogger("runtime_metadata")
 
@@ -139,8 +141,9 @@ class RunHook(Hook):
             pnginfo = extra.get("extra_pnginfo") if isinstance(extra, dict) else None
             workflow = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
             client_id = extra.get("client_id") if isinstance(extra, dict) else None
-            # Credentials typed into widgets stay out of the log (and so out of every image).
-            scrubbed = scrub_secrets(prompt, workflow)
+            # Credentials typed into widgets, and ComfyUI's own token and key wherever they were
+            # pasted, stay out of the log (and so out of every image and history download).
+            scrubbed = scrub_run(prompt, workflow, extra_data_secrets(extra), comfy.input_types)
             rec = Recorder(
                 prompt_id,
                 scrubbed.prompt,
@@ -580,6 +583,8 @@ class CallHook(Hook):
                     longest = 1  # called once with the whole lists
             if rec.secret_nodes and node_id in rec.secret_nodes:
                 values = redact_strings(values)  # it feeds a credential input: keep no string
+            if rec.secrets:  # a key pasted into another input (only runs holding one pay this)
+                values = redact_json(values, rec.secrets)
             rec.started.add(node_id)
             events = rec.events
             if class_type is None:

@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Collection, Iterable
+from itertools import repeat
 from typing import Any
 
 import msgspec
 
-from .summary import REDACTED, is_secret_name, redact_text, scrub_secrets
+from .summary import REDACTED, Scrubbed, is_secret_name, redact_text, scrub_secrets
 
 #: ComfyUI's ``execution.SENSITIVE_EXTRA_DATA_KEYS`` (0.3.x): values it never echoes back.
 SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
@@ -199,19 +200,6 @@ def _layout(kind: str, input_types: InputTypes) -> WidgetLayout | None:
     return layout
 
 
-def _redact_widgets(node: dict[str, Any], input_types: InputTypes) -> dict[str, Any]:
-    """A workflow node with the values of its credential widgets replaced."""
-    values = node.get("widgets_values")
-    if isinstance(values, dict):  # some packs store widgets by name
-        if any(isinstance(k, str) and is_secret_name(k) for k in values):
-            return {**node, "widgets_values": {k: _blank(k, v) for k, v in values.items()}}
-        return node
-    if not isinstance(values, list) or not values:
-        return node
-    layout = _layout(node["type"], input_types)
-    return node if layout is None else {**node, "widgets_values": layout.redact(values)}
-
-
 def _blank(name: Any, value: Any) -> Any:
     return REDACTED if isinstance(name, str) and is_secret_name(name) and isinstance(value, str) and value else value
 
@@ -236,15 +224,58 @@ def redact_workflow(workflow: Any, secrets: Collection[str], input_types: InputT
     if isinstance(workflow, dict):
         replaced: dict[int, dict[str, Any]] = {}  # id of an owner -> its copy with new nodes
         for owner, nodes in _node_lists(workflow):
-            new = [
-                _redact_widgets(n, input_types) if isinstance(n, dict) and isinstance(n.get("type"), str) else n
-                for n in nodes
-            ]
-            if any(a is not b for a, b in zip(new, nodes, strict=True)):
+            new = _redacted_nodes(nodes, input_types)
+            if new is not None:
                 replaced[id(owner)] = {**owner, "nodes": new}
         if replaced:
             workflow = _rebuilt(workflow, replaced)
     return redact_json(workflow, secrets)
+
+
+_UNSEEN = WidgetLayout([], frozenset())
+
+
+def _redacted_nodes(nodes: list[Any], input_types: InputTypes) -> list[Any] | None:
+    """A copy of a workflow's node list with credential widgets blanked; None if none has one.
+
+    Runs for every captured run, so the usual answer (no class of the graph has a credential
+    input, no widgets stored by name) is found at C speed: the set of class types, then one
+    lookup per class, and the set of the widget values' types.
+    """
+    layouts = _layouts
+    try:
+        kinds = set(map(dict.get, nodes, repeat("type")))
+        by_name = dict in set(map(type, map(dict.get, nodes, repeat("widgets_values"))))
+    except TypeError:  # a node that is not a dict, or an unhashable type: look at each node
+        pass
+    else:
+        if not by_name and not any(_layout(k, input_types) for k in kinds if type(k) is str):
+            return None
+    out: list[Any] | None = None
+    for i, node in enumerate(nodes):
+        if type(node) is not dict:
+            continue
+        values = node.get("widgets_values")
+        if not values:
+            continue
+        if type(values) is list:
+            kind = node.get("type")
+            if type(kind) is not str:
+                continue
+            layout = layouts.get(kind, _UNSEEN)
+            if layout is _UNSEEN:
+                layout = _layout(kind, input_types)
+            if layout is None:
+                continue
+            new = {**node, "widgets_values": layout.redact(values)}
+        elif type(values) is dict and any(type(k) is str and is_secret_name(k) for k in values):
+            new = {**node, "widgets_values": {k: _blank(k, v) for k, v in values.items()}}  # by name
+        else:
+            continue
+        if out is None:
+            out = list(nodes)
+        out[i] = new
+    return out
 
 
 def _rebuilt(workflow: dict[str, Any], replaced: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -257,6 +288,28 @@ def _rebuilt(workflow: dict[str, Any], replaced: dict[int, dict[str, Any]]) -> d
     return out
 
 
+def scrub_run(prompt: Any, workflow: Any, known: Collection[str], input_types: InputTypes) -> Scrubbed:
+    """A prompt and its UI workflow free of credentials, and what was found (see the module).
+
+    ``known``: secrets the caller already has (ComfyUI's hidden credentials, the run's).
+    """
+    scrubbed = scrub_secrets(prompt, None)
+    secrets = frozenset(known) | scrubbed.secrets
+    return Scrubbed(
+        redact_json(scrubbed.prompt, secrets),
+        redact_workflow(workflow, secrets, input_types),
+        scrubbed.secret_nodes,
+        secrets,
+    )
+
+
+def extra_data_secrets(extra_data: Any) -> frozenset[str]:
+    """The values of ComfyUI's sensitive ``extra_data`` keys (its account token, API key)."""
+    if not isinstance(extra_data, dict):
+        return frozenset()
+    return plain_secrets(extra_data.get(key) for key in SENSITIVE_EXTRA_DATA_KEYS)
+
+
 def redact_for_image(
     prompt: Any, extra_pnginfo: Any, known: Collection[str], input_types: InputTypes
 ) -> tuple[Any, Any, frozenset[str]]:
@@ -264,14 +317,13 @@ def redact_for_image(
 
     ``known``: secrets the caller already has (the run's, ComfyUI's hidden credentials).
     """
-    scrubbed = scrub_secrets(prompt, None)
-    secrets = frozenset(known) | scrubbed.secrets
-    clean_prompt = redact_json(scrubbed.prompt, secrets)
+    workflow = extra_pnginfo.get("workflow") if isinstance(extra_pnginfo, dict) else None
+    scrubbed = scrub_run(prompt, workflow, known, input_types)
+    secrets = scrubbed.secrets
     if isinstance(extra_pnginfo, dict):
         extra_pnginfo = {
-            k: redact_workflow(v, secrets, input_types) if k == "workflow" else redact_json(v, secrets)
-            for k, v in extra_pnginfo.items()
+            k: scrubbed.workflow if k == "workflow" else redact_json(v, secrets) for k, v in extra_pnginfo.items()
         }
     else:
         extra_pnginfo = redact_json(extra_pnginfo, secrets)
-    return clean_prompt, extra_pnginfo, secrets
+    return scrubbed.prompt, extra_pnginfo, secrets

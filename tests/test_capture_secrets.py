@@ -156,6 +156,66 @@ def test_redacted_json_holds_no_secret_and_the_input_is_unchanged(value: Any, se
     before = copy.deepcopy(planted)
     out = sec.redact_json(planted, frozenset(secrets))
     assert planted == before
-    text = json.dumps(out)
-    for secret in secrets:
-        assert secret not in text
+    for text in strings(out):
+        for secret in secrets:
+            assert secret not in text
+
+
+def strings(value: Any) -> list[str]:
+    """Every string of JSON data, keys included (numbers may spell a secret's digits)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [*strings(k), *strings(v)]]
+    return []
+
+
+# --- capture: the log itself holds no credential, wherever it was pasted -------------------
+
+
+def test_a_captured_run_logs_no_key_pasted_elsewhere_nor_comfyuis_token(monkeypatch) -> None:
+    import sys
+    import types
+
+    from runtime_metadata import capture
+    from runtime_metadata.events.log import read_log
+    from runtime_metadata.events.schema import NodeInputs, RunStarted
+
+    from .executors import testnodes
+    from .test_capture import load_executor
+
+    monkeypatch.setenv("AAA_METADATA_ENABLE_HOOKS", "1")
+    monkeypatch.setenv("AAA_METADATA_CONFIG", "/nonexistent/config.json")
+    # ComfyUI's own ``nodes`` module is where node definitions are found.
+    monkeypatch.setitem(sys.modules, "nodes", types.SimpleNamespace(NODE_CLASS_MAPPINGS={"ApiNode": testnodes.ApiNode}))
+    capture.reset()
+    execution = load_executor()
+    execution.NODE_CLASS_MAPPINGS["Text"] = testnodes.Text
+    capture.install(execution, "test")
+    token = "comfyui-account-token-0123456789"
+    prompt = {
+        "1": {"class_type": "ApiNode", "inputs": {"api_key": KEY, "size": 5}},
+        "2": {"class_type": "Text", "inputs": {"value": f"pasted {KEY} and {token}", "max_tokens": 3}},
+        "3": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+        "4": {"class_type": "Sink", "inputs": {"value": ["2", 0]}},
+    }
+    # A muted copy of the API node is only in the workflow, its key only in a widget value.
+    workflow = {"nodes": [{"id": 9, "type": "ApiNode", "mode": 2, "widgets_values": ["sk-muted-9876543210", 5]}]}
+    try:
+        execution.PromptExecutor().execute(
+            prompt, "p-sec", {"extra_pnginfo": {"workflow": workflow}, "auth_token_comfy_org": token}, ["3", "4"]
+        )
+        data = capture.STORE.get("p-sec")
+    finally:
+        capture.reset()
+    assert data is not None
+    for secret in (KEY, token, "sk-muted-9876543210"):
+        assert secret.encode() not in data
+    events = read_log(data).events
+    text = {e.node_id: e.inputs for e in events if isinstance(e, NodeInputs)}["2"]["value"]
+    assert text == [f"pasted {REDACTED} and {REDACTED}"]
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert started.workflow["nodes"][0]["widgets_values"] == [REDACTED, 5]
+    assert started.prompt["2"]["inputs"]["value"] == f"pasted {REDACTED} and {REDACTED}"
