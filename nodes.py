@@ -92,7 +92,7 @@ def _report_disagreements(document: dict[str, Any], cfg: config.Config) -> None:
             log.info("%s", format_disagreement(item))
 
 
-KEEP_CREDENTIALS_TIP = (
+KEEP_API_KEYS_TIP = (
     "Off (default): API keys, tokens and passwords typed into any node's widgets are replaced by "
     "[redacted] in the prompt and workflow this image carries, so sharing the image never shares "
     "them; the workflow still loads, with the key to type in again. On: keep them, for exact "
@@ -140,7 +140,7 @@ class SaveImageRuntimeMetadata:
                 "capture": (CAPTURE_CHOICES, {"default": "auto"}),
                 "embed_workflow": ("BOOLEAN", {"default": True}),
                 "embed_runtime": ("BOOLEAN", {"default": True}),
-                "keep_credentials": ("BOOLEAN", {"default": False, "tooltip": KEEP_CREDENTIALS_TIP}),
+                "keep_api_keys": ("BOOLEAN", {"default": False, "tooltip": KEEP_API_KEYS_TIP}),
             },
             "hidden": {
                 "prompt": "PROMPT",
@@ -174,7 +174,7 @@ class SaveImageRuntimeMetadata:
         capture: str = "auto",
         embed_workflow: bool = True,
         embed_runtime: bool = True,
-        keep_credentials: bool = False,
+        keep_api_keys: bool = False,
         prompt: Any = None,
         extra_pnginfo: Any = None,
         unique_id: Any = None,
@@ -199,7 +199,7 @@ class SaveImageRuntimeMetadata:
         parameters: str | None = None
         clean = _credential_free(prompt, pnginfo, (auth_token_comfy_org, api_key_comfy_org)) if with_metadata else None
         secrets: frozenset[str] = clean[2] if clean is not None else frozenset()
-        if with_metadata and not keep_credentials:
+        if with_metadata and not keep_api_keys:
             prompt, pnginfo = clean[:2] if clean is not None else (None, None)
         if clean is not None:
             try:

@@ -2,7 +2,7 @@
 
 Both runs do what the save node does with ComfyUI's chunks and the plugin's document for a
 200-node workflow whose API-key node holds a key that was also pasted into a prompt: "off"
-writes them as they are (``keep_credentials``), "on" first takes every credential out
+writes them as they are (``keep_api_keys``), "on" first takes every credential out
 (``capture.secrets.redact_for_image``). The ratio is stored in ``extra_info``.
 
 Run: ``pytest bench/test_bench_redaction.py --benchmark-only``.

@@ -128,14 +128,16 @@ class WidgetLayout:
     ``names`` lists the widget values in the order ComfyUI's frontend stores them (a seed-like
     INT widget is followed by its "control after generate" value, named None: inputs with
     ``control_after_generate`` and inputs named ``seed`` or ``noise_seed``, as the frontend
-    does); ``choices`` are the class's combo options, kept only for classes with a credential.
+    does); ``secret`` the STRING widgets named like credentials; ``choices`` the class's combo
+    options, kept only for classes with a credential widget.
     """
 
-    __slots__ = ("choices", "names")
+    __slots__ = ("choices", "names", "secret")
 
-    def __init__(self, names: list[str | None], choices: frozenset[str]) -> None:
+    def __init__(self, names: list[str | None], choices: frozenset[str], secret: frozenset[str]) -> None:
         self.names = names
         self.choices = choices
+        self.secret = secret
 
     @classmethod
     def of(cls, input_types: Any) -> WidgetLayout | None:
@@ -144,6 +146,7 @@ class WidgetLayout:
             return None
         names: list[str | None] = []
         choices: set[str] = set()
+        secret: set[str] = set()
         for section in ("required", "optional"):
             group = input_types.get(section)
             if not isinstance(group, dict):
@@ -159,17 +162,19 @@ class WidgetLayout:
                 elif not isinstance(kind, str) or kind not in _WIDGET_TYPES or options.get("forceInput"):
                     continue
                 names.append(str(name))
+                if kind == "STRING" and is_secret_name(str(name)):  # a number or a switch holds no key
+                    secret.add(str(name))
                 if kind == "INT" and (options.get("control_after_generate") or name in ("seed", "noise_seed")):
                     names.append(None)
-        if not any(n is not None and is_secret_name(n) for n in names):
+        if not secret:
             return None
-        return cls(names, frozenset(choices))
+        return cls(names, frozenset(choices), frozenset(secret))
 
     def redact(self, values: list[Any]) -> list[Any]:
         """``values`` (a node's ``widgets_values``) with the credential widgets blanked."""
         if len(self.names) == len(values):  # the frontend's own rule for mapping values to names
             return [
-                REDACTED if n is not None and is_secret_name(n) and isinstance(v, str) and v else v
+                REDACTED if n in self.secret and isinstance(v, str) and v else v
                 for n, v in zip(self.names, values, strict=True)
             ]
         # A layout the definition does not explain (widgets added by an extension, a newer
@@ -232,7 +237,7 @@ def redact_workflow(workflow: Any, secrets: Collection[str], input_types: InputT
     return redact_json(workflow, secrets)
 
 
-_UNSEEN = WidgetLayout([], frozenset())
+_UNSEEN = WidgetLayout([], frozenset(), frozenset())
 
 
 def _redacted_nodes(nodes: list[Any], input_types: InputTypes) -> list[Any] | None:

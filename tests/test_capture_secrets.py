@@ -67,6 +67,12 @@ def test_a_layout_follows_the_frontend_seed_widgets_get_a_control_value() -> Non
 def test_a_class_without_credential_widgets_has_no_layout() -> None:
     assert sec.WidgetLayout.of(DEFINITIONS["KSampler"]) is None
     assert sec.WidgetLayout.of("not a definition") is None
+    # Only text holds a key: a switch or a number named like a credential is left alone, and
+    # an older workflow of such a class (fewer values than its definition) is never touched.
+    switches = {"required": {"prefix": ("STRING", {}), "use_auth": ("BOOLEAN", {}), "token_count": ("INT", {})}}
+    assert sec.WidgetLayout.of(switches) is None
+    workflow = {"nodes": [{"id": 1, "type": "Switches", "widgets_values": ["old prefix"]}]}
+    assert sec.redact_workflow(workflow, frozenset(), {"Switches": switches}.get) is workflow
 
 
 def test_the_key_widget_of_a_node_missing_from_the_prompt_is_blanked() -> None:

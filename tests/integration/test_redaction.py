@@ -128,7 +128,7 @@ def test_no_byte_the_save_node_writes_holds_a_credential(server: ComfyServer, fm
 
 def test_redaction_changes_neither_what_comfyui_ran_nor_the_pixels(server: ComfyServer) -> None:
     prompt_id, redacted = save(server, "redact-pixels")
-    _, kept = save(server, "keep-pixels", keep_credentials=True)
+    _, kept = save(server, "keep-pixels", keep_api_keys=True)
     with Image.open(redacted) as a, Image.open(kept) as b:
         assert a.size == b.size and a.tobytes() == b.tobytes()
         assert a.getpixel((0, 0)) == (0x40, 0x50, 0x60)
@@ -137,8 +137,8 @@ def test_redaction_changes_neither_what_comfyui_ran_nor_the_pixels(server: Comfy
     assert history["prompt"][2]["1"]["inputs"]["api_key"] == KEY
 
 
-def test_keep_credentials_keeps_comfyuis_chunks_as_they_were(server: ComfyServer) -> None:
-    _, image = save(server, "keep", keep_credentials=True)
+def test_keep_api_keys_keeps_comfyuis_chunks_as_they_were(server: ComfyServer) -> None:
+    _, image = save(server, "keep", keep_api_keys=True)
     meta = read_metadata(image)
     assert meta.prompt["1"]["inputs"]["api_key"] == KEY
     assert meta.workflow == workflow_for()
