@@ -147,7 +147,7 @@ def history_rows(
         error_type=state.error_type,
         error_message=state.error_message,
         images=[_image(i) for i in finished.images] if finished is not None else [],
-        saves=_saves(events, save_classes),
+        saves=_saves(events, state.prompt, save_classes),
         events=state.events,
         log_name=log_name,
     )
@@ -181,22 +181,27 @@ def _node_row(seq: int, rec: NodeRecord, t0_ns: int) -> NodeRow:
 
 def class_rows(nodes: Iterable[NodeRow]) -> list[ClassRow]:
     """Per class type (sorted): node count, durations' count, total, max and histogram."""
-    seen: dict[str, list[int]] = {}
+    seen: dict[str, int] = {}
     durations: dict[str, list[int]] = {}
     for node in nodes:
-        counts = seen.setdefault(node.class_type, [0])
-        counts[0] += 1
+        ct = node.class_type
+        seen[ct] = seen.get(ct, 0) + 1
         if node.duration_ns is not None:
-            durations.setdefault(node.class_type, []).append(node.duration_ns)
+            got = durations.get(ct)
+            if got is None:
+                durations[ct] = [node.duration_ns]
+            else:
+                got.append(node.duration_ns)
     rows = []
+    log2, scale = math.log2, BUCKETS_PER_DOUBLING
     for class_type in sorted(seen):
         ds = durations.get(class_type, [])
         hist: dict[int, int] = {}
         for d in ds:
-            b = bucket(d)
+            b = math.floor(log2(d) * scale) if d > 0 else -1  # bucket(d), inline: once per node
             hist[b] = hist.get(b, 0) + 1
         flat = [x for b in sorted(hist) for x in (b, hist[b])]
-        rows.append(ClassRow(class_type, seen[class_type][0], len(ds), sum(ds), max(ds, default=0), flat))
+        rows.append(ClassRow(class_type, seen[class_type], len(ds), sum(ds), max(ds, default=0), flat))
     return rows
 
 
@@ -210,8 +215,10 @@ def _image(image: Any) -> dict[str, Any]:
     }
 
 
-def _saves(events: Sequence[AnyEvent], save_classes: frozenset[str]) -> list[dict[str, Any]]:
+def _saves(events: Sequence[AnyEvent], prompt: dict[str, Any], save_classes: frozenset[str]) -> list[dict[str, Any]]:
     """Per save node of the plugin: the generation it embedded and the disagreements found."""
+    if not any(isinstance(node, dict) and node.get("class_type") in save_classes for node in prompt.values()):
+        return []  # most runs of a farm; looking at the prompt is cheaper than at every event
     events = list(events)
     saves = []
     for node_id in dict.fromkeys(save_nodes(events, save_classes)):  # once per node, in run order

@@ -79,53 +79,61 @@ def project(state: RunState | None, events: Iterable[AnyEvent]) -> RunState:
     st = RunState() if state is None else state.copy()
     nodes = st.nodes
     count = 0
+    # isinstance tests, the three per-node events first: the history folds every log again
+    # (rebuild, catch-up), and this is about twice as fast as ``match`` with class patterns
+    # (measured on a 200-node run).
     for event in events:
         count += 1
-        match event:
-            case NodeInputs(node_id=nid, inputs=inputs, calls=calls):
-                rec = nodes.get(nid)
-                if rec is None:
-                    rec = nodes[nid] = NodeRecord(nid, "?", len(nodes))
-                rec.inputs = inputs
-                rec.calls = calls
-            case NodeStarted(node_id=nid, class_type=ct, t_ns=t):
-                rec = nodes.get(nid)
-                if rec is None or rec.status == "cached":
-                    # A node seen again (lazy re-entry) keeps its first position.
-                    order = rec.order if rec is not None else len(nodes)
-                    rec = nodes[nid] = NodeRecord(nid, ct, order)
-                rec.class_type = ct
-                rec.status = "running"
-                rec.start_ns = t
-                rec.display_id = event.display_id
-                rec.parent_id = event.parent_id
-            case NodeFinished(node_id=nid, t_ns=t, status=status):
-                rec = nodes.get(nid)
-                if rec is None:
-                    rec = nodes[nid] = NodeRecord(nid, _class_of(st.prompt, nid), len(nodes))
-                rec.status = status
-                rec.end_ns = t
-                rec.error_type = event.error_type
-                rec.error_message = event.error_message
-            case NodeCached(node_id=nid, class_type=ct):
-                if nid not in nodes:
-                    nodes[nid] = NodeRecord(nid, ct, len(nodes), status="cached", cached_from=event.from_prompt_id)
-            case HookStats(calls=c, total_ns=tot, max_ns=mx):
-                st.hook_calls, st.hook_total_ns, st.hook_max_ns = c, tot, mx
-            case RunStarted():
-                st.prompt_id = event.prompt_id
-                st.wall_ns = event.wall_ns
-                st.t0_ns = event.t_ns
-                st.prompt = event.prompt
-                st.workflow = event.workflow
-                st.comfyui = event.comfyui
-                st.plugin = event.plugin
-                st.environment = event.environment
-            case RunFinished(t_ns=t, status=status):
-                st.status = status
-                st.end_ns = t
-                st.error_type = event.error_type
-                st.error_message = event.error_message
+        if isinstance(event, NodeInputs):
+            nid = event.node_id
+            rec = nodes.get(nid)
+            if rec is None:
+                rec = nodes[nid] = NodeRecord(nid, "?", len(nodes))
+            rec.inputs = event.inputs
+            rec.calls = event.calls
+        elif isinstance(event, NodeStarted):
+            nid, ct = event.node_id, event.class_type
+            rec = nodes.get(nid)
+            if rec is None or rec.status == "cached":
+                # A node seen again (lazy re-entry) keeps its first position.
+                order = rec.order if rec is not None else len(nodes)
+                rec = nodes[nid] = NodeRecord(nid, ct, order)
+            rec.class_type = ct
+            rec.status = "running"
+            rec.start_ns = event.t_ns
+            rec.display_id = event.display_id
+            rec.parent_id = event.parent_id
+        elif isinstance(event, NodeFinished):
+            nid = event.node_id
+            rec = nodes.get(nid)
+            if rec is None:
+                rec = nodes[nid] = NodeRecord(nid, _class_of(st.prompt, nid), len(nodes))
+            rec.status = event.status
+            rec.end_ns = event.t_ns
+            rec.error_type = event.error_type
+            rec.error_message = event.error_message
+        elif isinstance(event, NodeCached):
+            nid = event.node_id
+            if nid not in nodes:
+                nodes[nid] = NodeRecord(
+                    nid, event.class_type, len(nodes), status="cached", cached_from=event.from_prompt_id
+                )
+        elif isinstance(event, HookStats):
+            st.hook_calls, st.hook_total_ns, st.hook_max_ns = event.calls, event.total_ns, event.max_ns
+        elif isinstance(event, RunStarted):
+            st.prompt_id = event.prompt_id
+            st.wall_ns = event.wall_ns
+            st.t0_ns = event.t_ns
+            st.prompt = event.prompt
+            st.workflow = event.workflow
+            st.comfyui = event.comfyui
+            st.plugin = event.plugin
+            st.environment = event.environment
+        elif isinstance(event, RunFinished):
+            st.status = event.status
+            st.end_ns = event.t_ns
+            st.error_type = event.error_type
+            st.error_message = event.error_message
     st.events += count
     return st
 
