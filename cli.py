@@ -574,6 +574,8 @@ def _log_paths(items: list[str]) -> tuple[list[Path], int]:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """``stats LOG_OR_DIR...``: timing per class type, wall time and capture cost over many runs."""
+    if getattr(args, "db", None) or not args.logs:
+        return cmd_stats_db(args)
     paths, bad = _log_paths(args.logs)
     docs = []
     for path in paths:
@@ -653,6 +655,45 @@ def cmd_history_rebuild(args: argparse.Namespace) -> int:
         f"{report.runs - report.written} already in {hide_password(url)}"
     )
     return 1 if report.problems else 0
+
+
+def add_stats_db_options(stats: Any) -> None:
+    """``stats --db URL [--last N] [--worker W]``: the statistics of a history database."""
+    stats.add_argument("--db", help="read a run history (SQLAlchemy URL) instead of logs; every worker's runs")
+    stats.add_argument("--last", type=int, default=1000, help="with --db: over the last N runs (default 1000)")
+    stats.add_argument("--worker", help="with --db: only this worker's runs")
+
+
+def cmd_stats_db(args: argparse.Namespace) -> int:
+    """Per class type over the last N runs of a history database (PostgreSQL shared by a farm)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .config import hide_password
+    from .history.store import MAX_STATS_RUNS, HistoryStore, describe_error
+
+    url = _history_url(args)
+    if not 1 <= args.last <= MAX_STATS_RUNS:
+        raise RuntimeMetadataError(f"--last must be from 1 to {MAX_STATS_RUNS}")
+    store = HistoryStore(url)
+    try:
+        report = store.stats(last=args.last, worker=args.worker)
+        workers = store.workers()
+    except SQLAlchemyError as exc:
+        print(f"runtime-metadata: history {hide_password(url)}: {describe_error(exc, url)}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    if args.json:
+        _print(json.dumps(report, indent=1, sort_keys=True))
+        return 0
+    who = f"worker {args.worker}" if args.worker else f"{len(workers)} worker(s): {', '.join(workers)}"
+    _print(f"{report['runs']} runs in {hide_password(url)} ({who})")
+    _print(f"{'class_type':<36} {'count':>7} {'p50 ms':>10} {'p95 ms':>10} {'max ms':>10}")
+    for row in report["classes"]:
+        _print(
+            f"{row['class_type']:<36} {row['count']:>7} {row['p50_ms']:>10.3f} {row['p95_ms']:>10.3f} {row['max_ms']:>10.3f}"
+        )
+    return 0
 
 
 def add_history_commands(sub: Any) -> None:
@@ -744,8 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--check", metavar="IMAGE", help="verify the image's document is rebuilt byte for byte")
     replay.set_defaults(func=cmd_replay)
     stats = sub.add_parser("stats", help="timing statistics over saved event logs (files or folders)")
-    stats.add_argument("logs", nargs="+", metavar="LOG_OR_DIR", help="event logs, or folders of .rtlog files")
+    stats.add_argument("logs", nargs="*", metavar="LOG_OR_DIR", help="event logs, or folders of .rtlog files")
     stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    add_stats_db_options(stats)
     stats.set_defaults(func=cmd_stats)
     doctor = sub.add_parser("doctor", help="show the configuration, or a running ComfyUI's capture status")
     doctor.add_argument("--url", help="ComfyUI's address, e.g. http://127.0.0.1:8188 or localhost:8188")

@@ -62,3 +62,20 @@ def test_an_unreachable_database_is_one_line_without_its_password(no_config, tmp
     err = capsys.readouterr().err
     assert "postgresql://farm:***@127.0.0.1:9/h" in err and "OperationalError" in err
     assert "hunter2" not in err
+
+
+def test_stats_of_a_history_database(no_config, tmp_path, capsys):
+    make_logs(tmp_path / "logs", 5)
+    url = f"sqlite:///{tmp_path}/h.sqlite"
+    assert cli.main(["history", "rebuild", str(tmp_path / "logs"), "--db", url]) == 0
+    capsys.readouterr()
+    assert cli.main(["stats", "--db", url, "--last", "3", "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["runs"] == 3 and [c["class_type"] for c in report["classes"]] == ["Add"]
+    assert report["classes"][0]["count"] == 9 and report["classes"][0]["max_ms"] == 0.003
+    assert cli.main(["stats", "--db", url, "--worker", "w1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"5 runs in {url} (worker w1)") and "Add" in out
+    assert cli.main(["stats", "--db", url, "--last", "0"]) == 2

@@ -35,17 +35,22 @@ WORKER = "itest-a"
 # --------------------------------------------------------------------------- helpers
 
 
+def ensure_in_comfyui(installation: Installation, module: str, requirement: str) -> None:
+    """Install ``requirement`` into ComfyUI's venv unless ``module`` imports there already."""
+    probe = [str(installation.python), "-c", f"import {module}"]
+    if subprocess.run(probe, capture_output=True).returncode == 0:
+        return
+    lock = installation.root.parent.with_suffix(".lock")
+    with open(lock, "a+") as handle:  # the provisioning lock: never pip-install beside it
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        if subprocess.run(probe, capture_output=True).returncode != 0:
+            subprocess.run([str(installation.python), "-m", "pip", "install", "--quiet", requirement], check=True)
+
+
 @pytest.fixture(scope="session")
 def history_ready(comfy_installation: Installation) -> Installation:
     """ComfyUI's venv with SQLAlchemy (the plugin's requirements.txt; the 2024 ComfyUI lacks it)."""
-    probe = [str(comfy_installation.python), "-c", "import sqlalchemy"]
-    if subprocess.run(probe, capture_output=True).returncode != 0:
-        lock = comfy_installation.root.parent.with_suffix(".lock")
-        with open(lock, "a+") as handle:  # the provisioning lock: never pip-install beside it
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            if subprocess.run(probe, capture_output=True).returncode != 0:
-                pip = [str(comfy_installation.python), "-m", "pip", "install", "--quiet", "SQLAlchemy>=2.0"]
-                subprocess.run(pip, check=True)
+    ensure_in_comfyui(comfy_installation, "sqlalchemy", "SQLAlchemy>=2.0")
     return comfy_installation
 
 
