@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -33,3 +34,24 @@ def test_the_panel_kind_follows_what_the_frontend_offers(comfy_server, open_page
     offers_sidebar: Any = page.evaluate("typeof window.app.extensionManager?.registerSidebarTab === 'function'")
     assert kind == ("sidebar" if offers_sidebar else "floating")
     assert kind == ("sidebar" if page.generation == "modern" else "floating")
+
+
+def test_the_toggle_writes_config_json_keeping_the_other_keys(comfy_server, open_page) -> None:
+    server = comfy_server(enabled=False, name="toggle")  # its own: it changes the configuration
+    before = json.loads(server.config_path.read_text())
+    page = open_page(server)
+    panel = page.open_runs_panel()
+    toggle = panel.locator("[data-rtm=capture-toggle]")
+    toggle.wait_for()
+    toggle.check()
+    panel.locator("[data-rtm=capture-state]", has_text="enabled").or_(
+        panel.locator("[data-rtm=capture-state]", has_text="ON")
+    ).wait_for()
+    after = json.loads(server.config_path.read_text())
+    assert after["runtime_hooks"]["enabled"] is True
+    del after["runtime_hooks"]["enabled"], before["runtime_hooks"]["enabled"]
+    assert after == before
+    panel.locator("[data-rtm=capture-toggle]").uncheck()
+    panel.locator("[data-rtm=capture-state]", has_text="OFF").wait_for()
+    assert json.loads(server.config_path.read_text())["runtime_hooks"]["enabled"] is False
+    assert page.console.ours() == [], page.console.ours()

@@ -5,11 +5,11 @@ import { formatMs } from "./format.js";
 
 const STATUS_COLORS = { success: "#66bb6a", error: "#ef5350", interrupted: "#ffb300", executed: "#66bb6a", failed: "#ef5350", cached: "#9e9e9e" };
 
-/** A "nice" upper bound for an axis: 1, 2 or 5 times a power of ten, at least max. */
+/** A "nice" upper bound for a four-step axis: 1, 2, 4 or 8 times a power of ten, at least max. */
 export function niceMax(max) {
   if (!(max > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(max));
-  for (const m of [1, 2, 5, 10]) if (m * p >= max) return m * p;
+  for (const m of [1, 2, 4, 8, 10]) if (m * p >= max) return m * p;
   return 10 * p;
 }
 
@@ -54,16 +54,18 @@ export function timeChart(points, { height = 180, width = 640, unit = formatMs, 
   return svg;
 }
 
-/** Vertical bars in order: items [{label, value, status, title}]. */
-export function barChart(items, { height = 160, width = 640, unit = formatMs, rtm = "bar-chart", onClick } = {}) {
+/** Vertical bars in order: items [{label, value, status, title}]; counts: whole-number axis and labels. */
+export function barChart(items, { height = 160, width = 640, unit = formatMs, rtm = "bar-chart", onClick, counts = false } = {}) {
   const pad = { top: 10, right: 10, bottom: 22, left: 56 };
   const svg = s("svg", { class: "rtm-chart", viewBox: `0 0 ${width} ${height}`, "data-rtm": rtm, role: "img" });
   if (!items.length) {
     svg.append(s("text", { x: width / 2, y: height / 2, "text-anchor": "middle", text: "no data yet" }));
     return svg;
   }
-  const yMax = niceMax(Math.max(...items.map((i) => i.value)));
-  svg.append(...frame(width, height, pad, yMax, unit));
+  const top = Math.max(...items.map((i) => i.value));
+  // Counts: four whole-number steps, so the axis never reads "1, 1, 2, 2".
+  const yMax = counts ? Math.max(4, Math.ceil(top / 4) * 4) : niceMax(top);
+  svg.append(...frame(width, height, pad, yMax, counts ? (v) => String(Math.round(v)) : unit));
   const slot = (width - pad.left - pad.right) / items.length;
   const bw = Math.max(1, Math.min(24, slot * 0.7));
   items.forEach((item, i) => {
@@ -74,8 +76,17 @@ export function barChart(items, { height = 160, width = 640, unit = formatMs, rt
     });
     bar.append(s("title", { text: item.title || `${item.label}: ${unit(item.value)}` }));
     svg.append(bar);
+    if (counts) svg.append(s("text", { x: pad.left + (i + 0.5) * slot, y: height - 6, "text-anchor": "middle", text: `${item.label} (${item.value})` }));
   });
   return svg;
+}
+
+/** Two thin horizontal bars, one above the other: a and b out of max (a run against another). */
+export function pairBar(a, b, max, { width = 100 } = {}) {
+  const W = (v) => (v > 0 ? Math.max(1, (Math.min(v, max) / (max || 1)) * width) : 0);
+  return s("svg", { width, height: 12, viewBox: `0 0 ${width} 12`, "data-rtm": "pair-bar" },
+    s("rect", { x: 0, y: 0, width: W(a), height: 5, fill: "#7fb2ff" }),
+    s("rect", { x: 0, y: 7, width: W(b), height: 5, fill: "#ffb300" }));
 }
 
 /** A horizontal bar for a table cell: value out of max, optional second marker (p95 behind p50). */

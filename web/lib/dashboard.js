@@ -2,7 +2,7 @@
 // same modules as the Runs panel. mountDashboard() is called by dashboard.html; importing this
 // module does nothing (ComfyUI imports every .js file under web/ into its own page).
 
-import { barChart, cellBar, timeChart } from "./charts.js";
+import { barChart, cellBar, pairBar, timeChart } from "./charts.js";
 import { createClient } from "./client.js";
 import { h, replace } from "./dom.js";
 import { formatMs, quantile, shortId } from "./format.js";
@@ -73,7 +73,7 @@ export function compareRuns(a, b) {
     const ran = nodes.filter((n) => Number.isFinite(n.duration_ms) && n.status !== "cached");
     return ran.length ? ran.reduce((acc, n) => acc + n.duration_ms, 0) : null;
   };
-  const word = (nodes) => (nodes.length ? [...new Set(nodes.map((n) => n.status))].join("+") : "absent");
+  const word = (nodes) => (nodes.length ? [...new Set(nodes.map((n) => n.status))].join("+") : "not run");
   return [...rowsByKey.values()].map((row) => {
     const msA = sum(row.a);
     const msB = sum(row.b);
@@ -84,12 +84,17 @@ export function compareRuns(a, b) {
 function compareTable(a, b) {
   const rows = compareRuns(a, b);
   const max = Math.max(1, ...rows.map((r) => Math.max(r.msA ?? 0, r.msB ?? 0)));
-  const cell = (status, ms) => (ms === null ? status : formatMs(ms));
-  const deltaText = (d) => (d === null ? "" : `${d >= 0 ? "+" : "−"}${formatMs(Math.abs(d))}`);
+  const cell = (status, ms) => (ms === null ? status : status === "executed" ? formatMs(ms) : `${status} ${formatMs(ms)}`);
+  const deltaText = (d) => {
+    if (d === null) return "";
+    const text = formatMs(Math.abs(d));
+    return /^0\.00 /.test(text) ? text : `${d >= 0 ? "+" : "−"}${text}`;
+  };
   return h(
     "table",
     { dataset: { rtm: "compare" } },
-    h("tr", {}, h("th", {}, "node"), h("th.num", {}, `A ${shortId(a.prompt_id)}`), h("th.num", {}, `B ${shortId(b.prompt_id)}`), h("th.num", {}, "B − A"), h("th", {}, "")),
+    h("tr", {}, h("th", {}, "node"), h("th.num", {}, `A ${shortId(a.prompt_id)}`), h("th.num", {}, `B ${shortId(b.prompt_id)}`), h("th.num", {}, "B − A"),
+      h("th", {}, h("span", { style: { color: "#7fb2ff" } }, "A"), " / ", h("span", { style: { color: "#ffb300" } }, "B"))),
     h("tr", {}, h("td", {}, h("b", {}, "whole run")), h("td.num", {}, formatMs(a.wall_ms)), h("td.num", {}, formatMs(b.wall_ms)),
       h("td.num", {}, Number.isFinite(a.wall_ms) && Number.isFinite(b.wall_ms) ? deltaText(b.wall_ms - a.wall_ms) : ""), h("td", {})),
     rows.map((r) =>
@@ -97,8 +102,8 @@ function compareTable(a, b) {
         h("td.rtm-label", { title: nodeLabel(r.node) }, nodeLabel(r.node)),
         h("td.num", {}, cell(r.statusA, r.msA)),
         h("td.num", {}, cell(r.statusB, r.msB)),
-        h(`td.num${r.delta > 0 ? ".rtm-error" : ""}`, {}, deltaText(r.delta)),
-        h("td", {}, cellBar(r.msA ?? 0, max, { width: 100 }), h("br"), cellBar(r.msB ?? 0, max, { width: 100, status: "interrupted" })))),
+        h(`td.num${deltaText(r.delta).startsWith("+") ? ".rtm-error" : ""}`, {}, deltaText(r.delta)),
+        h("td", {}, pairBar(r.msA ?? 0, r.msB ?? 0, max)))),
   );
 }
 
@@ -218,7 +223,7 @@ export async function mountDashboard(root, { client = createClient((route, optio
       section("Wall time per run", "wall-time", timeChart(points, { onClick: (p) => showRun(p.id) })),
       section("Runs by status", "by-status",
         h("div.rtm-toolbar", {}, statusCounts.map((c) => h("span", { dataset: { rtm: "status-count", status: c.label } }, statusBadge(c.label), `: ${c.value}`))),
-        barChart(statusCounts, { unit: (v) => String(Math.round(v)), height: 110, rtm: "status-chart" })),
+        barChart(statusCounts, { counts: true, height: 120, rtm: "status-chart" })),
       section("Hook overhead per run (last 60)", "hook-overhead", barChart(hooks, { rtm: "hook-chart", onClick: (item) => showRun(item.id) })),
       section("Per class type (p50, p95)", "class-types", classTable),
       section(`Slowest nodes (last ${Math.min(DETAILS_FOR_SLOWEST, runs.length)} runs)`, "slowest", slowTable),

@@ -45,7 +45,7 @@ const CSS = `
 .rtm .rtm-kv td:first-child { color: var(--descrip-text, #999); }
 .rtm .rtm-kv td { white-space: normal; word-break: break-word; }
 .rtm-panel { padding: 8px; overflow: auto; height: 100%; }
-.rtm-floating { position: fixed; top: 60px; right: 16px; width: 460px; max-height: calc(100vh - 80px);
+.rtm-floating { position: fixed; top: 16px; left: 16px; width: 460px; max-height: calc(100vh - 80px);
   z-index: 1000; background: var(--comfy-menu-bg, #353535); border: 1px solid var(--border-color, #4e4e4e);
   border-radius: 8px; box-shadow: 0 4px 24px rgba(0, 0, 0, 0.5); display: flex; flex-direction: column; }
 .rtm-floating > .rtm-head { display: flex; align-items: center; gap: 8px; padding: 6px 8px; cursor: move;

@@ -1,0 +1,99 @@
+"""Node badges on the canvas after runs queued through ComfyUI's own UI, on a real server.
+
+Every number is checked against what the run recorded, as the plugin's run route serves it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .helpers import DEMO_NODES, assert_shows, badge_value, demo_workflow
+
+
+@pytest.fixture(scope="module")
+def server(comfy_server) -> Any:
+    return comfy_server(enabled=True)
+
+
+@pytest.fixture
+def page(server, open_page) -> Any:
+    p = open_page(server)
+    p.load_workflow(demo_workflow())
+    return p
+
+
+def recorded(server: Any, prompt_id: str) -> dict[str, dict[str, Any]]:
+    run = server.get_json(f"/runtime_metadata/runs/{prompt_id}")
+    return {n["display_id"] or n["node_id"]: n for n in run["nodes"]}
+
+
+def test_a_run_queued_in_the_ui_gives_badges_equal_to_its_recorded_durations(server, page) -> None:
+    prompt_id = page.run_workflow()
+    nodes = recorded(server, prompt_id)
+    assert sorted(nodes) == DEMO_NODES
+    badges = page.badges()
+    assert sorted(badges) == DEMO_NODES
+    for node_id, node in nodes.items():
+        assert node["status"] == "executed"
+        assert_shows(badges[node_id], "", node["duration_ms"])
+    assert page.redraw() == len(DEMO_NODES)  # every badge is drawn, not just computed
+    page.screenshot("badges")
+    assert page.console.ours() == [], page.console.ours()
+
+
+def test_a_rerun_marks_cached_nodes_with_their_last_duration_and_clears_badges_first(server, page) -> None:
+    first_id = page.run_workflow()
+    first = recorded(server, first_id)
+    assert len(page.badges()) == len(DEMO_NODES)
+    # Record, at the moment each run starts, whether the previous run's badges were cleared
+    # (this listener runs after the extension's own).
+    page.evaluate(
+        """async () => {
+             const { api } = await import('/scripts/api.js');
+             window.__cleared = [];
+             api.addEventListener('execution_start',
+               () => window.__cleared.push(Object.keys(window.runtimeMetadata.badges()).length));
+           }"""
+    )
+    second_id = page.run_workflow()
+    assert page.evaluate("window.__cleared") == [0]
+    second = recorded(server, second_id)
+    badges = page.badges()
+    cached = [n for n, node in second.items() if node["status"] == "cached"]
+    assert cached, f"nothing was cached on an identical rerun: {second}"
+    for node_id in cached:
+        assert_shows(badges[node_id], "cached", first[node_id]["duration_ms"])
+    for node_id, node in second.items():
+        if node["status"] == "executed":
+            assert_shows(badges[node_id], "", node["duration_ms"])
+    page.redraw()
+    page.screenshot("badges-cached")
+    assert page.console.ours() == [], page.console.ours()
+
+
+def test_a_failed_node_is_marked_failed(server, page) -> None:
+    page.set_widget(1, "a", -16)  # width -64: EmptyImage (node 3) fails at run time
+    prompt_id = page.run_workflow()
+    nodes = recorded(server, prompt_id)
+    assert nodes["3"]["status"] == "failed"
+    badges = page.badges()
+    assert badge_value(badges["3"])[0] == "failed"
+    assert "4" not in badges and "5" not in badges  # never ran: no badge
+    assert page.console.ours() == [], page.console.ours()
+
+
+def test_the_setting_turns_the_badges_off_and_on(server, page) -> None:
+    page.run_workflow()
+    assert page.redraw() == len(DEMO_NODES)
+    setter = (
+        "(v) => window.app.extensionManager?.setting?.set"
+        " ? window.app.extensionManager.setting.set('RuntimeMetadata.Badges.Enabled', v)"
+        " : window.app.ui.settings.setSettingValueAsync('RuntimeMetadata.Badges.Enabled', v)"
+    )
+    page.evaluate(setter, False)
+    assert page.redraw() == 0
+    page.evaluate(setter, True)
+    assert page.redraw() == len(DEMO_NODES)
+    assert page.console.ours() == [], page.console.ours()
