@@ -23,8 +23,8 @@ import msgspec
 from .errors import RuntimeMetadataError
 from .events.log import ReadResult, paused_gc, read_log_stream
 from .events.schema import RunStarted
-from .projections.document import build_document, encode_document, save_nodes
-from .projections.runtime import project, runtime_document
+from .projections.document import as_schema, build_document, encode_document, save_nodes
+from .projections.runtime import DOCUMENT_SCHEMA, project, runtime_document
 from .projections.timing import timing_stats
 from .version import __version__
 from .writers.files import describe_os_error, open_regular
@@ -96,11 +96,24 @@ class NodeView(msgspec.Struct):
 
 
 class TimingView(msgspec.Struct):
-    """A document's runtime timing (the names documents of schema 1 use)."""
+    """A document's runtime timing."""
 
+    nodes_executed: int | None = None
+    nodes_cached: int | None = None
+    node_time_ms: float | None = None
+    # What documents of schema 1 called the two counts.
     executed_nodes: int | None = None
     cached_nodes: int | None = None
-    node_time_ms: float | None = None
+
+    @property
+    def executed(self) -> int | None:
+        """Nodes that ran, under either name."""
+        return self.nodes_executed if self.nodes_executed is not None else self.executed_nodes
+
+    @property
+    def cached(self) -> int | None:
+        """Nodes served from ComfyUI's cache, under either name."""
+        return self.nodes_cached if self.nodes_cached is not None else self.cached_nodes
 
 
 class SavedByView(msgspec.Struct):
@@ -127,6 +140,7 @@ class RuntimeView(msgspec.Struct):
 class DocumentView(msgspec.Struct):
     """The parts of an embedded document the commands read."""
 
+    schema: Any = None
     runtime: RuntimeView | None = None
 
 
@@ -227,7 +241,7 @@ def summarize_document(doc: dict[str, Any], prompt: dict[str, Any] | None = None
         if node.error is not None:
             lines.append(f"      error: {_short(node.error, 500)}")
     t = rt.timing
-    lines.append(f"timing: {t.executed_nodes} executed, {t.cached_nodes} cached, node time {t.node_time_ms} ms")
+    lines.append(f"timing: {t.executed} executed, {t.cached} cached, node time {t.node_time_ms} ms")
     return "\n".join(printable(line) for line in lines)
 
 
@@ -330,11 +344,14 @@ def _run_prompt(result: ReadResult) -> tuple[str | None, dict[str, Any]]:
     return started.prompt_id, started.prompt
 
 
-def _replayed(path: str, result: ReadResult, node: str | None, list_index: int | None = None) -> list[tuple[str, str]]:
+def _replayed(
+    result: ReadResult, node: str | None, list_index: int | None = None, schema: Any = DOCUMENT_SCHEMA
+) -> list[tuple[str, str]]:
+    """Each save node's document, rebuilt as a plugin writing ``schema`` wrote it."""
     saved = save_nodes(result.events, SAVE_CLASSES)
     nodes = ([node] if node in saved else []) if node else saved
     with paused_gc(len(result.events) > 10_000):
-        return [(n, encode_document(build_document(result.events, n, list_index))) for n in nodes]
+        return [(n, encode_document(as_schema(build_document(result.events, n, list_index), schema))) for n in nodes]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -352,7 +369,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     for line in _damage_lines(log_path, result):
         _err(line)
-    docs = _replayed(log_path, result, args.node)
+    docs = _replayed(result, args.node)
     if not docs:
         what = f"node {args.node} never saved" if args.node else "no save node of this plugin ran"
         _line(f"{log_path}: {what} in this log")
@@ -402,7 +419,7 @@ def _check(log_path: str, image: str) -> int:
         return EXIT_NO
     for line in _damage_lines(log_path, result):
         _err(line)
-    docs = _replayed(log_path, result, node, list_index)
+    docs = _replayed(result, node, list_index, view.schema)
     if not docs:
         _line(f"{log_path}: node {node} never saved in this log (a log cut short before the save)")
         return EXIT_NO

@@ -7,9 +7,10 @@ from typing import Any
 from ..canonical import canonical_json
 from ..events.schema import AnyEvent, NodeInputs, RunStarted
 from .reconcile import generation_document
-from .runtime import RunState, project, runtime_document
+from .runtime import DOCUMENT_SCHEMA, RunState, project, runtime_document
 
-DOCUMENT_SCHEMA = 1
+#: Keys of ``runtime.timing`` that schema 1 named differently: new name -> schema 1's.
+SCHEMA_1_TIMING_KEYS = {"nodes_executed": "executed_nodes", "nodes_cached": "cached_nodes"}
 
 
 def events_for_save(events: list[AnyEvent], node_id: str) -> list[AnyEvent]:
@@ -68,6 +69,24 @@ def _provenance(state: RunState, capture_mode: str) -> dict[str, Any]:
         "plugin": state.plugin,
         "environment": dict(sorted(state.environment.items())),
     }
+
+
+def as_schema(doc: dict[str, Any], schema: Any) -> dict[str, Any]:
+    """``doc`` as a plugin writing ``schema`` wrote it, so that replay can check older images byte for byte.
+
+    Only schema 1 differs (two timing keys); any other value leaves ``doc`` as it is.
+    """
+    if schema != 1:
+        return doc
+    out = {**doc, "schema": 1}
+    runtime = doc.get("runtime")
+    if isinstance(runtime, dict):
+        timing = runtime.get("timing")
+        runtime = {**runtime, "schema": 1}
+        if isinstance(timing, dict):
+            runtime["timing"] = {SCHEMA_1_TIMING_KEYS.get(k, k): v for k, v in timing.items()}
+        out["runtime"] = runtime
+    return out
 
 
 def encode_document(doc: dict[str, Any]) -> str:

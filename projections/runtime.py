@@ -27,7 +27,9 @@ from ..events.schema import (
 )
 from .workflow import is_link
 
-DOCUMENT_SCHEMA = 1
+#: 2: the timing counts are ``nodes_executed``/``nodes_cached``, as in ``stats`` and the history
+#: (1 called them ``executed_nodes``/``cached_nodes``; see ``document.as_schema``).
+DOCUMENT_SCHEMA = 2
 
 
 class NodeRecord(msgspec.Struct):
@@ -216,8 +218,8 @@ def runtime_document(state: RunState, saved_by: str | None = None) -> dict[str, 
         "plugin": state.plugin,
         "nodes": nodes,
         "timing": {
-            "executed_nodes": sum(1 for n in nodes if "duration_ms" in n),
-            "cached_nodes": sum(1 for n in nodes if n.get("cached")),
+            "nodes_executed": sum(1 for n in nodes if "duration_ms" in n),
+            "nodes_cached": sum(1 for n in nodes if n.get("cached")),
             "node_time_ms": _ns_to_ms(executed_ns),
             "by_class": {
                 ct: {

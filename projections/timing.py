@@ -18,8 +18,9 @@ def timing_stats(documents: Iterable[dict[str, Any]]) -> dict[str, Any]:
     for doc in documents:
         runs += 1
         timing = doc.get("timing") or {}
-        executed += int(timing.get("executed_nodes") or 0)
-        cached += int(timing.get("cached_nodes") or 0)
+        # Documents of schema 1 named the counts executed_nodes / cached_nodes.
+        executed += int(timing.get("nodes_executed", timing.get("executed_nodes")) or 0)
+        cached += int(timing.get("nodes_cached", timing.get("cached_nodes")) or 0)
         if "wall_ms" in timing:
             walls.append(float(timing["wall_ms"]))
         hooks = timing.get("hooks") or {}

@@ -119,7 +119,7 @@ def test_executed_nodes_are_recorded_in_order_with_class_type_inputs_and_duratio
         ("4", "Sink", "executed"),
     ]
     assert [n["duration_ms"] for n in doc["nodes"]] == [round((ends[n] - starts[n]) / 1e6, 3) for n in "1234"]
-    assert doc["timing"]["executed_nodes"] == 4 and doc["timing"]["cached_nodes"] == 0
+    assert doc["timing"]["nodes_executed"] == 4 and doc["timing"]["nodes_cached"] == 0
     assert doc["status"] == "success" and doc["comfyui"] == f"ComfyUI test, executor {gen.label}"
 
 
@@ -158,9 +158,9 @@ def test_cached_nodes_are_marked_cached_and_carry_the_inputs_of_the_run_that_com
     ]
     assert events[-1].status == "success"
     third = doc_of("third")
-    assert third["timing"]["cached_nodes"] == 4 and third["timing"]["executed_nodes"] == 0
+    assert third["timing"]["nodes_cached"] == 4 and third["timing"]["nodes_executed"] == 0
     first = doc_of("first")
-    assert first["prompt_id"] == "first" and first["timing"]["cached_nodes"] == 0
+    assert first["prompt_id"] == "first" and first["timing"]["nodes_cached"] == 0
 
 
 def test_a_cached_node_carries_nothing_when_its_literal_inputs_changed_since(execution):

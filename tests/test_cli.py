@@ -27,6 +27,7 @@ from runtime_metadata.cli import build_parser, main
 from runtime_metadata.events.log import write_log_file
 from runtime_metadata.events.schema import NodeFinished, NodeInputs, NodeStarted, RunFinished, RunStarted
 from runtime_metadata.projections.document import build_document
+from runtime_metadata.projections.timing import timing_stats
 from runtime_metadata.version import __version__
 from runtime_metadata.writers.save import save_image
 
@@ -605,3 +606,43 @@ def test_doctor_escapes_what_the_server_says(capsys) -> None:
     with http_server(answer(json.dumps(status).encode())) as port:
         assert main(["doctor", "--url", f"127.0.0.1:{port}"]) == 0
     assert_escaped(capsys.readouterr().out)
+
+
+# --- One set of key names, and documents of schema 1 still read and check -----------------------
+
+
+def schema_1(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the plugin embedded before schema 2 (written out here, not by the code under test)."""
+    legacy = json.loads(json.dumps(doc))
+    legacy["schema"] = legacy["runtime"]["schema"] = 1
+    timing = legacy["runtime"]["timing"]
+    timing["executed_nodes"] = timing.pop("nodes_executed")
+    timing["cached_nodes"] = timing.pop("nodes_cached")
+    return legacy
+
+
+def test_the_document_and_stats_use_the_same_key_names(tmp_path: Path, capsys) -> None:
+    log, image = saved_pair(tmp_path)
+    assert main(["inspect", str(image), "--json"]) == 0
+    timing = json.loads(capsys.readouterr().out)["runtime"]["timing"]
+    assert main(["stats", str(log), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (timing["nodes_executed"], timing["nodes_cached"]) == (2, 0)  # the save node's ancestors
+    assert (report["nodes_executed"], report["nodes_cached"]) == (3, 1)  # the whole run, save node included
+    assert "executed_nodes" not in timing and "cached_nodes" not in timing
+
+
+def test_an_image_saved_with_schema_1_still_reads_and_checks_byte_for_byte(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "p-1.rtlog"
+    write_log_file(log, run_events())
+    image = tmp_path / "old.png"
+    legacy = schema_1(build_document(run_events(), "4"))
+    save_image(Image.new("RGB", (8, 8)), image, "png", prompt=run_events()[0].prompt, document=legacy)
+    assert main(["inspect", str(image)]) == 0
+    assert "timing: 2 executed, 0 cached" in capsys.readouterr().out
+    assert main(["replay", str(log), "--check", str(image)]) == 0
+    assert capsys.readouterr().out.startswith("OK: replaying")
+    stats = timing_stats(
+        [{"timing": {"executed_nodes": 3, "cached_nodes": 1}}, {"timing": {"nodes_executed": 2, "nodes_cached": 5}}]
+    )
+    assert (stats["nodes_executed"], stats["nodes_cached"]) == (5, 6)

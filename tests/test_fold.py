@@ -25,8 +25,8 @@ def test_nodes_come_out_in_run_order_with_inputs_durations_and_cached_flag(event
     assert empty["inputs"]["width"] == 64
     assert empty["duration_ms"] == 1.0
     assert doc["status"] == "success"
-    assert doc["timing"]["executed_nodes"] == 3
-    assert doc["timing"]["cached_nodes"] == 1
+    assert doc["timing"]["nodes_executed"] == 3
+    assert doc["timing"]["nodes_cached"] == 1
     assert doc["timing"]["node_time_ms"] == 2.001
     assert doc["timing"]["wall_ms"] == 2.099
     assert doc["timing"]["hooks"] == {"calls": 9, "total_ms": 0.005, "max_ms": 0.001, "share": 0.0022}

@@ -115,7 +115,7 @@ def test_a_rerun_marks_upstream_nodes_cached(server: ComfyServer) -> None:
     doc = json.loads(chunks_of(image)["runtime_metadata"])["runtime"]
     status = {n["id"]: n["status"] for n in doc["nodes"]}
     assert status == {"1": "cached", "2": "cached", "3": "cached", "4": "cached"}
-    assert doc["timing"]["cached_nodes"] == 4
+    assert doc["timing"]["nodes_cached"] == 4
     # ... and still say what they computed with: the values of the run that filled the cache.
     nodes = {n["id"]: n for n in doc["nodes"]}
     assert nodes["3"]["inputs"]["width"] == 80 and nodes["3"]["cached_from"] == first_id
