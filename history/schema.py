@@ -19,6 +19,7 @@ Indexes, chosen for the routes (measured in ``bench/test_bench_history*.py``):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from sqlalchemy import (
@@ -39,7 +40,7 @@ from sqlalchemy import (
 
 from ..errors import RuntimeMetadataError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -104,7 +105,7 @@ run_classes = Table(
     Column("count", Integer, nullable=False),
     Column("total_ns", BigInteger, nullable=False),
     Column("max_ns", BigInteger, nullable=False),
-    Column("buckets", Text, nullable=False),  # JSON [bucket, count, ...]
+    Column("buckets", Text, nullable=False),  # JSON: each timed node's duration bucket, ascending
     PrimaryKeyConstraint("run_id", "class_type"),
     Index("ix_rtm_run_classes_class", "class_type", "run_id"),
 )
@@ -112,11 +113,28 @@ run_classes = Table(
 
 def _v1(conn: Connection) -> None:
     """Version 1: runs, nodes, per-class rows. (Later versions add steps; this one never changes.)"""
-    metadata.create_all(conn, tables=[runs, nodes, run_classes])
+    metadata.create_all(conn, tables=[runs, nodes, run_classes])  # the tables' columns are v1's
+
+
+def _v2(conn: Connection) -> None:
+    """Version 2: ``rtm_run_classes.buckets`` holds one bucket per timed node (was [bucket, count] pairs).
+
+    The statistics merge thousands of runs' histograms: concatenating lists and counting them
+    (C code) is several times faster than adding pairs up in Python.
+    """
+    rows = conn.execute(select(run_classes.c.run_id, run_classes.c.class_type, run_classes.c.buckets)).all()
+    for run_id, class_type, text_value in rows:
+        pairs = json.loads(text_value)
+        expanded = [b for i in range(0, len(pairs), 2) for b in [pairs[i]] * pairs[i + 1]]
+        conn.execute(
+            run_classes.update()
+            .where(run_classes.c.run_id == run_id, run_classes.c.class_type == class_type)
+            .values(buckets=json.dumps(expanded, separators=(",", ":")))
+        )
 
 
 #: (version reached, step) in order; a step runs inside the migration's transaction.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2)]
 
 
 class SchemaTooNew(RuntimeMetadataError):

@@ -57,7 +57,7 @@ class ClassRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
     count: int  # those with a duration
     total_ns: int
     max_ns: int
-    buckets: list[int]  # [bucket, count, bucket, count, ...] in bucket order
+    buckets: list[int]  # the bucket of each timed node, ascending (a histogram the stats merge in C)
 
 
 class RunRow(msgspec.Struct, frozen=True, gc=False):
@@ -193,15 +193,12 @@ def class_rows(nodes: Iterable[NodeRow]) -> list[ClassRow]:
             else:
                 got.append(node.duration_ns)
     rows = []
-    log2, scale = math.log2, BUCKETS_PER_DOUBLING
+    log2, scale, floor = math.log2, BUCKETS_PER_DOUBLING, math.floor
     for class_type in sorted(seen):
         ds = durations.get(class_type, [])
-        hist: dict[int, int] = {}
-        for d in ds:
-            b = math.floor(log2(d) * scale) if d > 0 else -1  # bucket(d), inline: once per node
-            hist[b] = hist.get(b, 0) + 1
-        flat = [x for b in sorted(hist) for x in (b, hist[b])]
-        rows.append(ClassRow(class_type, seen[class_type], len(ds), sum(ds), max(ds, default=0), flat))
+        # bucket(d), inline: once per node
+        buckets = sorted(floor(log2(d) * scale) if d > 0 else -1 for d in ds)
+        rows.append(ClassRow(class_type, seen[class_type], len(ds), sum(ds), max(ds, default=0), buckets))
     return rows
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from runtime_metadata import config
 from runtime_metadata.harness.postgres import PostgresServer
+from runtime_metadata.history.schema import SCHEMA_VERSION
 from runtime_metadata.history.store import HistoryStore
 from runtime_metadata.projections.history import history_rows
 
@@ -125,7 +126,8 @@ def test_workers_migrating_at_once_make_one_schema(postgres):
         t.start()
     for t in threads:
         t.join(60)
-    assert sorted(results) == [(0, 1), (1, 1), (1, 1), (1, 1)]
+    v = SCHEMA_VERSION
+    assert sorted(results) == [(0, v), (v, v), (v, v), (v, v)]
 
 
 def test_the_password_never_shows(postgres):

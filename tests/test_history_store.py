@@ -93,7 +93,7 @@ def test_a_runs_rows_say_what_the_log_says():
         ("IntMathRuntimeMetadata", 1, 1, 1_000, 1_000),
         ("SaveImageRuntimeMetadata", 1, 1, 1_000_000, 1_000_000),
     ]
-    assert rows.classes[1].buckets == [bucket(1_000_000), 1]
+    assert rows.classes[1].buckets == [bucket(1_000_000)]
 
 
 def test_a_log_that_does_not_name_its_worker_takes_the_one_given():
@@ -302,6 +302,26 @@ def dump_rows(rows: list) -> dict:
         return dump(scratch)
     finally:
         scratch.close()
+
+
+def test_a_version_1_history_is_migrated_with_its_histograms(tmp_path):
+    from runtime_metadata.history import schema
+
+    store = HistoryStore(f"sqlite:///{tmp_path}/v1.sqlite")
+    rows = history_rows(chain_run("p", durations=[1000, 1000, 5000]))
+    with store.engine.begin() as conn:  # what version 1 wrote: [bucket, count] pairs
+        schema.metadata.create_all(conn, tables=[schema.schema_table])
+        schema._v1(conn)
+        conn.execute(schema.schema_table.insert(), {"version": 1})
+    store.write([rows])
+    pairs = [bucket(1000), 2, bucket(5000), 1]
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE rtm_run_classes SET buckets = :b"), {"b": json.dumps(pairs)})
+    assert store.migrate() == (1, SCHEMA_VERSION)
+    with store.connect() as conn:
+        assert json.loads(conn.execute(text("SELECT buckets FROM rtm_run_classes")).scalar()) == rows.classes[0].buckets
+    assert store.stats()["classes"][0]["count"] == 3
+    store.close()
 
 
 class TestSQLite(StoreContract):

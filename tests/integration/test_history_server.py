@@ -6,14 +6,11 @@ ComfyUI with the plugin loaded, and checks what it says against the run's own ev
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import json
-import os
 import socket
 import sqlite3
-import struct
 import subprocess
 import time
 import urllib.error
@@ -26,6 +23,7 @@ import pytest
 
 from runtime_metadata.events.log import read_log_file
 from runtime_metadata.harness import ComfyServer, Installation
+from runtime_metadata.harness.websocket import WebSocket
 from runtime_metadata.projections.history import history_rows
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -68,58 +66,6 @@ def get(server: ComfyServer, path: str) -> tuple[int, Any]:
     status, ctype, data = request(server, "GET", path)
     assert "application/json" in ctype, (path, status, ctype, data[:200])
     return status, json.loads(data)
-
-
-class WebSocket:
-    """A minimal RFC 6455 client (text frames from the server, unmasked), enough to listen."""
-
-    def __init__(self, url: str, client_id: str) -> None:
-        host, port = url.removeprefix("http://").split(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=30)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += self.sock.recv(1)
-        assert head.startswith(b"HTTP/1.1 101"), head
-        self.messages: list[dict[str, Any]] = []
-
-    def _exact(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("websocket closed")
-            data += chunk
-        return data
-
-    def receive(self, timeout: float) -> dict[str, Any] | None:
-        """The next JSON text message, or None when nothing comes within ``timeout``."""
-        self.sock.settimeout(timeout)
-        try:
-            first, second = self._exact(2)
-        except TimeoutError:
-            return None
-        self.sock.settimeout(30)
-        length = second & 0x7F
-        if length == 126:
-            (length,) = struct.unpack(">H", self._exact(2))
-        elif length == 127:
-            (length,) = struct.unpack(">Q", self._exact(8))
-        payload = self._exact(length)
-        if first & 0x0F != 1:  # binary previews, pings: not what this listens for
-            return {"type": f"opcode {first & 0x0F}"}
-        message = json.loads(payload)
-        self.messages.append(message)
-        return message
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def chain_prompt(n: int, prefix: str = "hist", start: int = 8) -> dict[str, Any]:
