@@ -12,7 +12,7 @@ import { BadgeLayer } from "./lib/badges.js";
 import { createClient } from "./lib/client.js";
 import { h } from "./lib/dom.js";
 import { createRunsPanel } from "./lib/panel.js";
-import { idPath, subgraphPath } from "./lib/rollup.js";
+import { groupNodeAliases, idPath, subgraphPath } from "./lib/rollup.js";
 import { ensureStyles } from "./lib/styles.js";
 
 const EXTENSION = "runtime_metadata.RuntimeMetadata";
@@ -48,7 +48,17 @@ function guard(where, fn) {
 
 const lastExecuted = new Map(); // "display id|class type" -> last executed duration (ms)
 const keyOf = (node) => `${node.display_id ?? node.node_id}|${node.class_type}`;
-const layer = new BadgeLayer((node) => lastExecuted.get(keyOf(node)) ?? null);
+const layer = new BadgeLayer(
+  (node) => lastExecuted.get(keyOf(node)) ?? null,
+  (graph) => {
+    try {
+      return groupNodeAliases(graph);
+    } catch (err) {
+      report("reading group nodes", err);
+      return null;
+    }
+  },
+);
 const started = new Set();
 const client = createClient((route, options) => api.fetchApi(route, options));
 let panel = null;
@@ -80,6 +90,13 @@ function pathOf(graph) {
     pathCache.set(graph, path);
   }
   return path;
+}
+
+/** The graph at a subgraph path below the root graph (null when it does not exist). */
+function graphAt(path) {
+  let graph = app.graph;
+  for (const id of path) graph = graph?.getNodeById?.(id)?.subgraph ?? null;
+  return graph;
 }
 
 /** Select a run's node on the canvas (the node the user sees for it) and centre it. */
@@ -277,7 +294,7 @@ app.registerExtension({
     window.runtimeMetadata = {
       panelKind: frontend,
       layer,
-      badges: (path = []) => Object.fromEntries([...layer.level(path)].map(([id, b]) => [id, b.text])),
+      badges: (path = []) => Object.fromEntries([...layer.level(path, graphAt(path))].map(([id, b]) => [id, b.text])),
       selectNode,
       get panel() {
         return panel;

@@ -6,15 +6,21 @@ import copy
 import itertools
 import json
 import re
+from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import REPO_ROOT
-
-DEMO_WORKFLOW = json.loads((REPO_ROOT / "examples" / "demo_workflow.json").read_text())
+# The demo graph (examples/demo_prompt.json) as ComfyUI's frontend saves a workflow: widgets
+# turned into inputs name their widget, and widgets_values holds every widget's value.
+DEMO_WORKFLOW = json.loads((Path(__file__).resolve().parent / "workflows" / "demo.json").read_text())
 _unique = itertools.count(17)
 
 # The demo graph: 1 IntMath (width) -> 2 IntMath (colour) -> 3 EmptyImage -> 4 ImageInvert -> 5 Save.
 DEMO_NODES = ["1", "2", "3", "4", "5"]
+
+
+def unique_int() -> int:
+    """A value no earlier run of this session used (ComfyUI caches outputs across prompts)."""
+    return next(_unique)
 
 
 def demo_workflow() -> dict[str, Any]:

@@ -95,8 +95,9 @@ function renderBadge(badge, w, k) {
  * `lastDuration(node)` gives a cached node's last executed duration when the run does not.
  */
 export class BadgeLayer {
-  constructor(lastDuration = null) {
+  constructor(lastDuration = null, aliasesFor = null) {
     this.lastDuration = lastDuration;
+    this.aliasesFor = aliasesFor; // graph -> Map(id of a node not on screen -> id of the one that is)
     this.run = null;
     this.enabled = true;
     this.drawn = 0; // badges drawn in the last frame (tests and the benchmark read it)
@@ -115,14 +116,15 @@ export class BadgeLayer {
     this._levels.clear();
   }
 
-  /** Map(localId -> badge) for the graph at `path` (cached until the run changes). */
-  level(path = []) {
+  /** Map(localId -> badge) for `graph`, the graph at `path` (cached until the run changes). */
+  level(path = [], graph = null) {
     const key = path.join(":");
     let level = this._levels.get(key);
     if (!level) {
       level = new Map();
       if (this.run) {
-        for (const [id, agg] of rollUp(this.run.nodes, path, this.lastDuration)) {
+        const aliases = graph && this.aliasesFor ? this.aliasesFor(graph) : null;
+        for (const [id, agg] of rollUp(this.run.nodes, path, this.lastDuration, aliases)) {
           const badge = badgeFor(agg);
           if (badge) level.set(id, badge);
         }
@@ -140,7 +142,7 @@ export class BadgeLayer {
   draw(ctx, graph, area, path = [], titleHeight = DEFAULT_TITLE_HEIGHT, lowQuality = false) {
     this.drawn = 0;
     if (!this.enabled || !this.run || !graph) return;
-    const level = this.level(path);
+    const level = this.level(path, graph);
     if (!level.size) return;
     const byId = graph._nodes_by_id;
     const [ax, ay, aw, ah] = area || [-Infinity, -Infinity, Infinity, Infinity];

@@ -13,13 +13,15 @@ export function idPath(node) {
 
 /**
  * Aggregate `nodes` (a run's node rows) per node visible at `path` (the ids of the subgraph
- * nodes leading to the graph on screen; [] for the root graph).
+ * nodes leading to the graph on screen; [] for the root graph). `aliases` maps the id of a node
+ * that runs but is not on screen to the node that stands for it (a 2024 group node's inner nodes
+ * keep their own ids until the workflow is reloaded).
  * Returns Map(localId -> {status, ms, lastMs, executed, cached, failed, entries}).
  * status: "failed" if any entry failed, else "interrupted" if any was, else "executed" if any
  * ran, else "cached"; ms: the summed duration of the entries that ran; lastMs: for a node that
  * was all cached, the summed durations they last took when they ran (null when unknown).
  */
-export function rollUp(nodes, path = [], lastKnown = null) {
+export function rollUp(nodes, path = [], lastKnown = null, aliases = null) {
   const out = new Map();
   const depth = path.length;
   for (const node of nodes || []) {
@@ -33,7 +35,7 @@ export function rollUp(nodes, path = [], lastKnown = null) {
       }
     }
     if (!inside) continue;
-    const local = segs[depth];
+    const local = aliases?.get(segs[depth]) ?? segs[depth];
     let agg = out.get(local);
     if (!agg) {
       agg = { status: "cached", ms: 0, lastMs: 0, lastKnown: true, executed: 0, cached: 0, failed: 0, interrupted: 0, entries: 0 };
@@ -78,4 +80,16 @@ export function subgraphPath(root, graph, limit = 16) {
     return null;
   };
   return walk(root, []);
+}
+
+/** Map(inner node id -> group node id) for the group nodes of `graph` (2024 frontend's nesting). */
+export function groupNodeAliases(graph) {
+  const aliases = new Map();
+  for (const node of graph?._nodes || []) {
+    if (typeof node.getInnerNodes !== "function") continue;
+    for (const inner of node.getInnerNodes() || []) {
+      if (inner?.id !== undefined && String(inner.id) !== String(node.id)) aliases.set(String(inner.id), String(node.id));
+    }
+  }
+  return aliases;
 }
