@@ -26,6 +26,7 @@ from .events.schema import RunStarted
 from .projections.document import as_schema, build_document, encode_document, save_nodes
 from .projections.runtime import DOCUMENT_SCHEMA, project, runtime_document
 from .projections.timing import timing_stats
+from .prompt_graph import inputs_of, is_link
 from .version import __version__
 from .writers.files import describe_os_error, open_regular
 from .writers.read import ImageMetadata, read_metadata
@@ -190,12 +191,6 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _prompt_inputs(prompt: Any, node_id: str) -> dict[str, Any]:
-    node = prompt.get(node_id) if isinstance(prompt, dict) else None
-    inputs = node.get("inputs") if isinstance(node, dict) else None
-    return inputs if isinstance(inputs, dict) else {}
-
-
 def summarize_document(doc: dict[str, Any], prompt: dict[str, Any] | None = None) -> str:
     """A readable account of a runtime document: nodes, resolved values, timings.
 
@@ -231,11 +226,11 @@ def summarize_document(doc: dict[str, Any], prompt: dict[str, Any] | None = None
     for node in rt.nodes:
         took = f"{node.duration_ms:.3f} ms" if node.duration_ms is not None else node.status
         lines.append(f"  #{node.id:<6} {node.class_type:<32} {took}")
-        static = _prompt_inputs(prompt, node.id)
+        static = inputs_of(prompt, node.id) if isinstance(prompt, dict) else {}
         for name, value in node.inputs.items():
             linked = static.get(name)
             note = ""
-            if isinstance(linked, list) and len(linked) == 2 and not isinstance(value, (dict, list)):
+            if is_link(linked) and not isinstance(value, (dict, list)):
                 note = f"   <- computed at run time by node {linked[0]} (the prompt only has a link)"
             lines.append(f"      {name} = {_short(value)}{note}")
         if node.error is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..events.log import iter_log
 from ..events.schema import NodeInputs, NodeStarted, RunStarted
+from ..prompt_graph import is_link
 from .recorder import Recorder, RunStore
 
 #: Nodes whose last run is remembered; the oldest are forgotten first.
@@ -133,13 +134,14 @@ def graph_signature(prompt: dict[str, Any], node_id: str, memo: dict[str, bytes]
         items = sorted(raw.items()) if isinstance(raw, dict) else []
         if nid not in active:
             active.add(nid)
-            pending = [src for src in _sources(items) if src not in memo and src not in active]
+            links = [str(value[0]) for _, value in items if is_link(value)]
+            pending = [src for src in links if src not in memo and src not in active]
             if pending:
                 stack.extend(pending)
                 continue
         parts: list[tuple[Any, ...]] = []
         for name, value in items:
-            if _is_link(value):
+            if is_link(value):
                 src = str(value[0])
                 # Not computed yet only when it is still waiting itself: a cycle, which ComfyUI
                 # refuses to run. A digest equal to nothing, so nothing is ever carried over.
@@ -151,14 +153,6 @@ def graph_signature(prompt: dict[str, Any], node_id: str, memo: dict[str, bytes]
         active.discard(nid)
         stack.pop()
     return memo[node_id]
-
-
-def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
-
-
-def _sources(items: list[tuple[Any, Any]]) -> list[str]:
-    return [str(value[0]) for _, value in items if _is_link(value)]
 
 
 def _digest(parts: tuple[Any, ...]) -> bytes:

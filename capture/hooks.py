@@ -48,6 +48,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
+from .. import prompt_graph
 from ..errors import report_once
 from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, SavedImage
 from . import comfy
@@ -297,7 +298,7 @@ class MessageHook(Hook):
                 # ComfyUI lists them from a set; sort so that logs of equal runs are equal.
                 seen = CarryMemo(STORE, STATE.last_run)
                 for nid in sorted((str(n) for n in data.get("nodes") or ()), key=_id_order):
-                    class_type = rec.class_type(nid)
+                    class_type = prompt_graph.class_type(rec.prompt, nid)
                     carried = carried_inputs(rec, nid, class_type, seen)
                     if carried is None:
                         rec.append(NodeCached(nid, class_type, t0))
@@ -593,6 +594,8 @@ class CallHook(Hook):
                     events.append(_ephemeral_started(rec, node_id, obj, t0))
                     events.append(("NodeInputs", node_id, t0, values, longest))
                     return rec, node_id, _perf() - t0  # charged with the end's own time, in end()
+                # prompt_graph.class_type inlined (the hot path); a node that names no class
+                # is named by its Python class.
                 class_type = node.get("class_type") if type(node) is dict else None
                 if type(class_type) is not str:
                     class_type = cls.__name__ if obj is not None else "?"

@@ -169,13 +169,6 @@ class Recorder:
         if spent > self.hook_max_ns:
             self.hook_max_ns = spent
 
-    def class_type(self, node_id: str, obj: object = None) -> str:
-        """The node's ComfyUI class_type (ephemeral nodes fall back to the Python class name)."""
-        node = self.prompt.get(node_id)
-        if isinstance(node, dict) and isinstance(node.get("class_type"), str):
-            return node["class_type"]
-        return type(obj).__name__ if obj is not None else "?"
-
     def finish(
         self,
         status: str,

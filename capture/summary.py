@@ -10,10 +10,12 @@ a float or a short string) is one dict lookup.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
+
+from ..prompt_graph import is_link
 
 REDACTED = "[redacted]"
 #: Strings longer than this are cut (prompts stay readable; embedded blobs do not bloat logs).
@@ -152,8 +154,8 @@ class Scrubbed:
 def scrub_secrets(prompt: Any, workflow: Any) -> Scrubbed:
     """Copies of the prompt and the UI workflow with credentials redacted.
 
-    A credential-named input (``api_key``, ``auth_token``…) loses its literal value; when it is
-    linked, the node that feeds it (a primitive or string node holding the key) loses all its
+    A credential-named input (``api_key``, ``auth_token``…) loses its literal value (a string,
+    or every string of a list or dict); when it is linked, the node that feeds it (a primitive or string node holding the key) loses all its
     literal strings instead. The UI workflow stores widget values without names, so every
     string equal to a secret found in the prompt is replaced wherever it appears. Untouched
     nodes are shared, not copied: the prompt is plain JSON that the log encodes at once.
@@ -180,12 +182,10 @@ def scrub_secrets(prompt: Any, workflow: Any) -> Scrubbed:
         for name, value in inputs.items():
             if not is_secret_name(str(name)):
                 continue
-            if isinstance(value, list):
-                if value and isinstance(value[0], (str, int)):
-                    sources.add(str(value[0]))
+            if is_link(value):
+                sources.add(str(value[0]))
                 continue
-            if isinstance(value, str) and value:
-                secrets.add(value)
+            secrets.update(_strings(value))  # a literal: every text in it is the secret
             new_inputs[name] = REDACTED
         if new_inputs != inputs:
             clean[node_id] = {**node, "inputs": new_inputs}
@@ -254,6 +254,16 @@ def redact_text(text: str, secrets: Collection[str]) -> str:
         at, start, end = end, s, e
     out += (text[at:start], REDACTED, text[end:])
     return "".join(out)
+
+
+def _strings(value: Any, depth: int = 0) -> Iterator[str]:
+    """The non-empty strings in JSON data (nested up to ``MAX_DEPTH``)."""
+    if isinstance(value, str):
+        if value:
+            yield value
+    elif depth < MAX_DEPTH and isinstance(value, (list, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _strings(item, depth + 1)
 
 
 def _replace_strings(value: Any, secrets: set[str]) -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..canonical import canonical_json
 from ..events.schema import AnyEvent, NodeInputs, RunStarted
+from ..prompt_graph import class_type
 from .reconcile import generation_document
 from .runtime import DOCUMENT_SCHEMA, RunState, project, runtime_document
 
@@ -97,8 +98,4 @@ def encode_document(doc: dict[str, Any]) -> str:
 def save_nodes(events: list[AnyEvent], class_types: frozenset[str]) -> list[str]:
     """Ids of the nodes of ``class_types`` that received inputs in this log, in run order."""
     prompt = next((e.prompt for e in events if isinstance(e, RunStarted)), {})
-    return [
-        e.node_id
-        for e in events
-        if isinstance(e, NodeInputs) and (prompt.get(e.node_id) or {}).get("class_type") in class_types
-    ]
+    return [e.node_id for e in events if isinstance(e, NodeInputs) and class_type(prompt, e.node_id) in class_types]

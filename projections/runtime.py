@@ -25,7 +25,7 @@ from ..events.schema import (
     RunFinished,
     RunStarted,
 )
-from .workflow import is_link
+from ..prompt_graph import ancestors, class_type
 
 #: 2: the timing counts are ``nodes_executed``/``nodes_cached``, as in ``stats`` and the history
 #: (1 called them ``executed_nodes``/``cached_nodes``; see ``document.as_schema``).
@@ -109,7 +109,7 @@ def project(state: RunState | None, events: Iterable[AnyEvent]) -> RunState:
             nid = event.node_id
             rec = nodes.get(nid)
             if rec is None:
-                rec = nodes[nid] = NodeRecord(nid, _class_of(st.prompt, nid), len(nodes))
+                rec = nodes[nid] = NodeRecord(nid, class_type(st.prompt, nid), len(nodes))
             rec.status = event.status
             rec.end_ns = event.t_ns
             rec.error_type = event.error_type
@@ -138,28 +138,6 @@ def project(state: RunState | None, events: Iterable[AnyEvent]) -> RunState:
             st.error_message = event.error_message
     st.events += count
     return st
-
-
-def _class_of(prompt: dict[str, Any], node_id: str) -> str:
-    node = prompt.get(node_id)
-    return str(node.get("class_type", "?")) if isinstance(node, dict) else "?"
-
-
-def ancestors(prompt: dict[str, Any], node_id: str) -> set[str]:
-    """Every node whose output reaches ``node_id`` through links in the prompt graph."""
-    seen: set[str] = set()
-    stack = [node_id]
-    while stack:
-        node = prompt.get(stack.pop())
-        if not isinstance(node, dict):
-            continue
-        for value in (node.get("inputs") or {}).values():
-            if is_link(value):
-                src = str(value[0])
-                if src not in seen:
-                    seen.add(src)
-                    stack.append(src)
-    return seen
 
 
 def _in_scope(rec: NodeRecord, scope: set[str] | None, nodes: dict[str, NodeRecord]) -> bool:
@@ -233,7 +211,7 @@ def runtime_document(state: RunState, saved_by: str | None = None) -> dict[str, 
         },
     }
     if saved_by is not None:
-        doc["saved_by"] = {"id": saved_by, "class_type": _class_of(state.prompt, saved_by)}
+        doc["saved_by"] = {"id": saved_by, "class_type": class_type(state.prompt, saved_by)}
     if state.end_ns is not None:
         doc["timing"]["wall_ms"] = _ns_to_ms(state.end_ns - state.t0_ns)
         wall = state.end_ns - state.t0_ns

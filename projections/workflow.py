@@ -26,10 +26,11 @@ Decisions the parser makes:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol, TypeGuard
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
+from ..prompt_graph import inputs_of, is_link, read_node
 from .rules import (
     FALLBACK_FOLLOW,
     PASS_ROLES,
@@ -92,26 +93,9 @@ class Values(Protocol):
         ...
 
 
-def is_link(value: Any) -> TypeGuard[list[Any]]:
-    """Whether an input value is a link ``[node_id, output_index]``."""
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], (str, int))
-        and isinstance(value[1], int)
-        and not isinstance(value[1], bool)
-    )
-
-
 def unknown_value(node_id: str, class_type: str | None) -> str:
     """The parser's stand-in for a value computed by ``node_id`` (None: a missing node)."""
     return f"unknown (linked from node {node_id}, {class_type or 'not in prompt'})"
-
-
-def _inputs(prompt: Mapping[str, Any], node_id: str) -> Mapping[str, Any]:
-    node = prompt.get(node_id)
-    inputs = node.get("inputs") if isinstance(node, dict) else None
-    return inputs if isinstance(inputs, dict) else {}
 
 
 class StaticValues:
@@ -132,7 +116,7 @@ class StaticValues:
 
     def value(self, node_id: str, name: str) -> Val | None:
         """The literal, or the followed link, of input ``name``."""
-        inputs = _inputs(self._prompt, node_id)
+        inputs = inputs_of(self._prompt, node_id)
         if name not in inputs:
             return None
         value, unknown, guessed = self._resolve(inputs[name])
@@ -185,9 +169,8 @@ class StaticValues:
         return self._memo[key]
 
     def _cycle(self, src: str) -> _Resolved:
-        node = self._prompt.get(src)
-        class_type = str(node.get("class_type", "?")) if isinstance(node, dict) else None
-        return unknown_value(src, class_type), UNFOLLOWABLE, False
+        node = read_node(self._prompt, src)
+        return unknown_value(src, None if node is None else node[0]), UNFOLLOWABLE, False
 
     def _known(self, raw: Any, missing: list[tuple[str, int]]) -> _Resolved | None:
         """``raw`` resolved from what is computed already; None (and noted in ``missing``) if not yet."""
@@ -205,12 +188,11 @@ class StaticValues:
     def _attempt(self, key: tuple[str, int]) -> _Resolved | list[tuple[str, int]]:
         """The output's value, or the outputs it depends on that are not computed yet."""
         src, index = key
-        node = self._prompt.get(src)
-        if not isinstance(node, dict):
+        node = read_node(self._prompt, src)
+        if node is None:
             return unknown_value(src, None), UNFOLLOWABLE, False
-        class_type = str(node.get("class_type", "?"))
-        inputs = _inputs(self._prompt, src)
-        rule = self._rules.get(class_type)
+        kind, inputs = node
+        rule = self._rules.get(kind)
         missing: list[tuple[str, int]] = []
         if isinstance(rule, PassThrough):
             name = rule.outputs.get(index)
@@ -246,7 +228,7 @@ class StaticValues:
                     return rule.fn(**args), None, guessed
                 except Exception:  # operands the node itself would reject: value unknown
                     pass
-        return unknown_value(src, class_type), COMPUTED_UPSTREAM, False
+        return unknown_value(src, kind), COMPUTED_UPSTREAM, False
 
 
 class _Pass:
@@ -283,13 +265,11 @@ def walk_generation(
         if key in seen:
             continue
         seen.add(key)
-        node = prompt.get(nid)
-        if not isinstance(node, dict):
+        node = read_node(prompt, nid)
+        if node is None:
             continue
-        inputs = node.get("inputs")
-        if not isinstance(inputs, dict):
-            inputs = {}
-        rule = rules.get(str(node.get("class_type", "")))
+        kind, inputs = node
+        rule = rules.get(kind)
         scope = passes[p].fields if role in PASS_ROLES and p >= 0 else top
         nxt: list[_Frame] = []
         match rule:

@@ -14,7 +14,7 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime_metadata.capture.summary import REDACTED, redact_text
+from runtime_metadata.capture.summary import REDACTED, redact_text, scrub_secrets
 
 #: Few letters, so that generated secrets overlap and contain each other often.
 ALPHABET = "ab-1"
@@ -109,3 +109,22 @@ def test_secrets_inside_other_text_are_replaced_and_the_rest_kept(secrets, piece
     assert redacted == reference(text, secrets)
     if not any(s in text for s in secrets):
         assert redacted == text
+
+
+def test_a_credential_held_in_a_list_literal_is_redacted_not_taken_for_a_link():
+    # A two-item list under a credential name used to be read as a link [node, output]: the
+    # "source" did not exist, and the literal stayed in the logged prompt and the workflow.
+    prompt = {"1": {"class_type": "Login", "inputs": {"credentials": ["bob", "hunter2-secret"], "size": 3}}}
+    scrubbed = scrub_secrets(prompt, {"nodes": [{"widgets_values": ["bob", "hunter2-secret", 3]}]})
+    assert scrubbed.prompt["1"]["inputs"] == {"credentials": REDACTED, "size": 3}
+    assert {"bob", "hunter2-secret"} <= scrubbed.secrets
+    assert "hunter2-secret" not in json.dumps(scrubbed.workflow)
+    assert prompt["1"]["inputs"]["credentials"] == ["bob", "hunter2-secret"]  # the original is untouched
+    # A real link still names the node that feeds the credential.
+    linked = {
+        "1": {"class_type": "Text", "inputs": {"value": "sk-fed-777"}},
+        "2": {"class_type": "ApiNode", "inputs": {"api_key": ["1", 0]}},
+    }
+    fed = scrub_secrets(linked, None)
+    assert fed.secret_nodes == {"1"} and fed.prompt["1"]["inputs"]["value"] == REDACTED
+    assert fed.prompt["2"]["inputs"]["api_key"] == ["1", 0]

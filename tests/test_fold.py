@@ -7,7 +7,8 @@ import copy
 from runtime_metadata.events.log import MemoryLog, read_log
 from runtime_metadata.events.schema import NodeFinished, NodeStarted
 from runtime_metadata.projections.document import build_document, encode_document, events_for_save
-from runtime_metadata.projections.runtime import ancestors, canonical_json, project, runtime_document
+from runtime_metadata.projections.runtime import canonical_json, project, runtime_document
+from runtime_metadata.prompt_graph import ancestors
 
 
 def test_nodes_come_out_in_run_order_with_inputs_durations_and_cached_flag(events):

@@ -25,7 +25,7 @@ from runtime_metadata.projections.reconcile import (
     same,
 )
 from runtime_metadata.projections.runtime import RunState, canonical_json, project
-from runtime_metadata.projections.workflow import is_link
+from runtime_metadata.prompt_graph import is_link
 
 from .cases import SWITCH_BRANCH_1, SWITCH_BRANCH_2, load
 
