@@ -314,6 +314,20 @@ def test_a_record_across_blocks_is_lost_whole_when_one_of_its_fragments_is(make_
     assert set(reasons[2:]) == {"fragment of a record whose start was lost"}
 
 
+def test_a_record_that_checks_out_but_does_not_decode_loses_only_itself(make_log):
+    """Records are decoded together; one that fails sends the reader back to decode one by one."""
+    log, stored = make_log()
+    events = node_events(40)
+    for i in range(0, 63, 3):
+        log.extend(events[i : i + 3])
+    log.add_record(msgspec.msgpack.encode([["NodeFromTheFuture", 1]]), 1)  # a valid crc
+    for i in range(63, len(events), 3):
+        log.extend(events[i : i + 3])
+    result = read_log(stored())
+    assert result.events == events
+    assert len(result.damage) == 1 and "undecodable" in result.damage[0].reason
+
+
 ADVERSARIAL_UNITS = {
     # Fake version-2 frame headers claiming 20,000-byte frames, every 8 bytes: the old
     # byte-by-byte resynchronisation checksummed up to 20 KB at each of them.
