@@ -54,7 +54,7 @@ from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, S
 from . import comfy
 from .carry import CarryMemo, carried_inputs, remember, remember_run
 from .listeners import RunEnd, notify_run_end
-from .recorder import BATCH_EVENTS, Recorder, current_node, current_run
+from .recorder import Recorder, current_node, current_run
 from .secrets import extra_data_secrets, redact_json, scrub_run
 from .state import STATE, STATUS, STORE, RunSettings, fault
 from .summary import MAX_STRING, redact_strings
@@ -616,7 +616,7 @@ class CallHook(Hook):
             elif type(result) is not tuple or len(result) < 4 or not (result[3] or result[2]):
                 events = rec.events  # Recorder.append, inline (the hot path)
                 events.append(("NodeFinished", node_id, t0, "executed", None, None))
-                if len(events) >= BATCH_EVENTS:
+                if len(events) >= rec.flush_at:  # a batch; each node with a log folder
                     rec.flush()
             elif result[3]:
                 # Modern executor, async node: get_output_data returned its still running

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,15 @@ class Recorder:
 
     ``events`` holds event Structs and their tuple form (see ``MemoryLog.extend``) in the order
     they happened, each made of summaries only; ``flush`` encodes them into the log as one
-    frame. The log is flushed when ``BATCH_EVENTS`` have gathered, when a save node asks for the
-    run so far (``snapshot``) and when the run ends, so nothing is lost that a save or replay
-    needs, and a killed ComfyUI loses at most the last batch and the file log's unwritten tail.
+    record. When ``flush_at`` events have gathered the hot path flushes, as do a save node
+    asking for the run so far (``snapshot``) and the end of the run.
+
+    Durability, with a log folder: ``flush_at`` is 1, so each node's events are written to its
+    file (one ``os.write``) when the node ends, and any other event when it happens; the run's
+    end fsyncs the file. A ComfyUI killed at any moment (kill -9, the OOM killer) loses no
+    event of a node that completed, only the node it was running; a machine that loses power
+    can lose what the current run wrote since it started. Without a folder, events are encoded
+    ``BATCH_EVENTS`` at a time into memory, which a crash loses anyway.
     """
 
     __slots__ = (
@@ -57,6 +64,7 @@ class Recorder:
         "dynprompt",
         "events",
         "finished",
+        "flush_at",
         "hook_calls",
         "hook_max_ns",
         "hook_total_ns",
@@ -108,12 +116,15 @@ class Recorder:
         self.events: list[Any] = []
         self.log: MemoryLog | FileLog
         self.log = MemoryLog()
+        #: Events gathered before they are written: a batch in memory, each node's with a file.
+        self.flush_at = BATCH_EVENTS
         if log_dir:
             try:
                 os.makedirs(log_dir, exist_ok=True)
                 path = _free_log_path(Path(log_dir), prompt_id)
-                self.log = FileLog(path)
+                self.log = FileLog(path, on_error=_write_failed(path))
                 self.log_path = path
+                self.flush_at = 1
             except OSError as exc:  # a bad folder loses the file, not the capture
                 report_once(f"cannot keep event logs in {log_dir!r} ({exc}); keeping them in memory only")
         started = RunStarted(
@@ -148,7 +159,7 @@ class Recorder:
         """Add one event to this run's log (encoded with the next batch)."""
         events = self.events
         events.append(event)
-        if len(events) >= BATCH_EVENTS:
+        if len(events) >= self.flush_at:
             self.flush()
 
     def flush(self) -> None:
@@ -176,7 +187,7 @@ class Recorder:
         error_message: str | None,
         images: list[SavedImage] | None = None,
     ) -> bytes:
-        """Close the run: final stats and status, flush the file; return the log bytes."""
+        """Close the run: final stats and status, write and fsync the file; return the log bytes."""
         self.append(HookStats(self.hook_calls, self.hook_total_ns, self.hook_max_ns))
         self.append(RunFinished(time.perf_counter_ns(), status, error_type, self.redact(error_message), images or []))
         self.flush()
@@ -185,16 +196,22 @@ class Recorder:
         self.objects = None
         self.object_keys = {}
         self.pending.clear()
+        data = self.log.to_bytes()  # a file log reads itself back: it holds none of it
         if isinstance(self.log, FileLog):
-            self.log.close()
-        return self.log.to_bytes()
+            self.log.close()  # fsync: the finished run survives a power loss too
+        return data
 
     def snapshot(self) -> bytes:
         """The log as it stands now (on disk too: what a save embeds can always be replayed)."""
         self.flush()
-        if isinstance(self.log, FileLog):
-            self.log.flush()
         return self.log.to_bytes()
+
+
+def _write_failed(path: Path) -> Callable[[OSError], None]:
+    def report(exc: OSError) -> None:
+        report_once(f"cannot write the event log {str(path)!r} ({exc}); keeping the rest of this run in memory")
+
+    return report
 
 
 def _safe_name(prompt_id: str) -> str:
