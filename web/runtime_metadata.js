@@ -66,13 +66,24 @@ let lastPush = null; // the last end-of-run message received (tests and debuggin
 let drawing = true; // false after the draw hook failed once: the canvas must keep working
 let pathCache = new WeakMap();
 
+/**
+ * Remember each placed node's executed time, its expansion's nodes included, so that when it is
+ * served from the cache later its badge can grey the time it last took.
+ */
 function remember(run) {
+  const totals = new Map();
   for (const node of run.nodes || []) {
-    if (node.status === "executed" && Number.isFinite(node.duration_ms)) {
-      const key = keyOf(node);
-      lastExecuted.delete(key); // re-insert: the Map's order is then least recently run first
-      lastExecuted.set(key, node.duration_ms);
-    }
+    if (node.status !== "executed" || !Number.isFinite(node.duration_ms)) continue;
+    const placed = String(node.display_id ?? node.node_id);
+    const entry = totals.get(placed) ?? { ms: 0, classType: null };
+    entry.ms += node.duration_ms;
+    if (String(node.node_id) === placed || entry.classType === null) entry.classType = node.class_type;
+    totals.set(placed, entry);
+  }
+  for (const [placed, { ms, classType }] of totals) {
+    const key = `${placed}|${classType}`;
+    lastExecuted.delete(key); // re-insert: the Map's order is then least recently run first
+    lastExecuted.set(key, ms);
   }
   while (lastExecuted.size > MAX_REMEMBERED) lastExecuted.delete(lastExecuted.keys().next().value);
 }

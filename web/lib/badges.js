@@ -10,9 +10,9 @@
 import { formatMs } from "./format.js";
 import { rollUp } from "./rollup.js";
 
-export const BADGE_HEIGHT = 18;
+export const BADGE_HEIGHT = 20; // as the Vue frontend's own node badges
 const PAD = 6;
-const GAP = 5; // between the badge and the node's title bar
+const GAP = 2; // between the badge and the node's title bar, as the Vue frontend's
 const RADIUS = 4;
 const FONT = "12px Arial, sans-serif";
 // The title bar's height when the frontend does not say (LiteGraph's default).

@@ -82,11 +82,15 @@ export function subgraphPath(root, graph, limit = 16) {
   return walk(root, []);
 }
 
-/** Map(inner node id -> group node id) for the group nodes of `graph` (2024 frontend's nesting). */
+/**
+ * Map(inner node id -> group node id) for the group nodes of `graph` (the 2024 frontend's nesting:
+ * node types "workflow/<name>"). The Vue frontend's nodes also have a getInnerNodes(), for its
+ * subgraphs, with other arguments; their nodes are found by id path instead.
+ */
 export function groupNodeAliases(graph) {
   const aliases = new Map();
   for (const node of graph?._nodes || []) {
-    if (typeof node.getInnerNodes !== "function") continue;
+    if (typeof node.getInnerNodes !== "function" || node.subgraph || !String(node.type).startsWith("workflow/")) continue;
     for (const inner of node.getInnerNodes() || []) {
       if (inner?.id !== undefined && String(inner.id) !== String(node.id)) aliases.set(String(inner.id), String(node.id));
     }
