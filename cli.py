@@ -660,7 +660,7 @@ def cmd_history_rebuild(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for problem in report.problems:
-        print(problem, file=sys.stderr)
+        _err(problem)
     _print(
         f"{report.files} logs, {report.runs} runs ({report.events} events) in {report.seconds:.2f} s "
         f"({report.events_per_second:,.0f} events/s): {report.written} written, "
@@ -699,10 +699,10 @@ def cmd_stats_db(args: argparse.Namespace) -> int:
         _print(json.dumps(report, indent=1, sort_keys=True))
         return 0
     who = f"worker {args.worker}" if args.worker else f"{len(workers)} worker(s): {', '.join(workers)}"
-    _print(f"{report['runs']} runs in {hide_password(url)} ({who})")
-    _print(f"{'class_type':<36} {'count':>7} {'p50 ms':>10} {'p95 ms':>10} {'max ms':>10}")
+    _line(f"{_plural(report['runs'], 'run')} in {hide_password(url)} ({who})")
+    _line(f"{'class_type':<36} {'count':>7} {'p50 ms':>10} {'p95 ms':>10} {'max ms':>10}")
     for row in report["classes"]:
-        _print(
+        _line(
             f"{row['class_type']:<36} {row['count']:>7} {row['p50_ms']:>10.3f} {row['p95_ms']:>10.3f} {row['max_ms']:>10.3f}"
         )
     return 0
