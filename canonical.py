@@ -7,6 +7,10 @@ from typing import Any
 import msgspec
 
 
-def canonical_json(doc: Any) -> bytes:
-    """``doc`` as JSON with sorted keys, no spaces, UTF-8."""
+def encode_document(doc: Any) -> bytes:
+    """``doc`` as canonical JSON: sorted keys (and Struct fields), no spaces, UTF-8."""
     return msgspec.json.encode(doc, order="sorted")
+
+
+#: The same encoding, by the name the folds use for any JSON value they compare byte for byte.
+canonical_json = encode_document

@@ -20,10 +20,12 @@ from typing import Any
 
 import msgspec
 
+from .canonical import encode_document
 from .errors import RuntimeMetadataError
 from .events.log import ReadResult, paused_gc, read_log_stream
 from .events.schema import RunStarted
-from .projections.document import as_schema, build_document, encode_document, save_nodes
+from .projections.document import as_schema, build_document, save_nodes
+from .projections.rules import SAVE_NODE
 from .projections.runtime import DOCUMENT_SCHEMA, project, runtime_document
 from .projections.timing import timing_stats
 from .prompt_graph import inputs_of, is_link
@@ -33,7 +35,7 @@ from .writers.read import ImageMetadata, read_metadata
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 EXAMPLES = PACKAGE_DIR / "examples"
-SAVE_CLASSES = frozenset({"SaveImageRuntimeMetadata"})
+SAVE_CLASSES = frozenset({SAVE_NODE})
 
 #: Exit statuses: done; the answer is no (no document, a check that differs); something given
 #: could not be used (a missing or foreign file, a document of the wrong shape, no server).
@@ -323,7 +325,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _err(f"{image}: {exc}")
         return EXIT_BAD_INPUT
     if args.json:
-        _json(encode_document(meta.document))
+        _json(encode_document(meta.document).decode())
         return EXIT_OK
     if meta.pointer:
         _line(f"(document read from sidecar {meta.pointer.get('file')}, size and sha256 verified)")
@@ -346,7 +348,10 @@ def _replayed(
     saved = save_nodes(result.events, SAVE_CLASSES)
     nodes = ([node] if node in saved else []) if node else saved
     with paused_gc(len(result.events) > 10_000):
-        return [(n, encode_document(as_schema(build_document(result.events, n, list_index), schema))) for n in nodes]
+        return [
+            (n, encode_document(as_schema(build_document(result.events, n, list_index), schema)).decode())
+            for n in nodes
+        ]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -160,6 +160,15 @@ def config_path() -> Path:
     return Path(os.environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
 
 
+#: Environment variable naming the plugin's cache folder (model hashes; the harness's ComfyUI).
+CACHE_DIR_ENV = "RUNTIME_METADATA_CACHE"
+
+
+def cache_dir() -> Path:
+    """The plugin's own cache folder: ``$RUNTIME_METADATA_CACHE``, else ``~/.cache/runtime-metadata``."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "runtime-metadata")
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")

@@ -17,10 +17,6 @@ class SidecarError(RuntimeMetadataError):
     """A sidecar is missing, altered, too large or points outside the image's folder."""
 
 
-class ConfigError(RuntimeMetadataError):
-    """A configuration value is invalid (reported, then replaced by its default)."""
-
-
 #: Distinct problems remembered as reported; past this, new ones are not logged (memory stays flat).
 MAX_REPORTED = 100
 _reported: set[str] = set()

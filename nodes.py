@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from . import capture, config
@@ -14,6 +13,7 @@ from .events.log import read_log
 from .events.schema import NodeInputs
 from .projections.document import build_document, parser_document
 from .projections.reconcile import format_disagreement
+from .projections.rules import INT_MATH_NODE, INT_MATH_OPS, SAVE_NODE, SWITCH_NODE, int_math
 from .version import __version__
 from .writers import hashes
 from .writers.a1111 import parameters as a1111_parameters
@@ -21,7 +21,6 @@ from .writers.save import FORMATS, save_image
 
 log = logging.getLogger("runtime_metadata")
 
-SAVE_NODE = "SaveImageRuntimeMetadata"
 CAPTURE_CHOICES = ["auto", "on", "off"]
 #: Generation fields that name model files, and the ComfyUI folder each lives in.
 _MODEL_KINDS = {"model": "checkpoints", "vae": "vae"}
@@ -66,8 +65,7 @@ def _hash(kind: str, name: Any, use_cache: bool) -> str | None:
         return None
     if _hash_cache is None:
         # Kept on disk too, so a restart does not re-hash multi-GB checkpoints.
-        cache_dir = Path(os.environ.get("RUNTIME_METADATA_CACHE") or Path.home() / ".cache" / "runtime-metadata")
-        _hash_cache = hashes.HashCache(cache_dir / "model-hashes.json")
+        _hash_cache = hashes.HashCache(config.cache_dir() / "model-hashes.json")
     return hashes.autov2(path, _hash_cache if use_cache else None)
 
 
@@ -271,7 +269,7 @@ class IntMathRuntimeMetadata:
     CATEGORY = "utils/runtime metadata"
     RETURN_TYPES = ("INT",)
     FUNCTION = "compute"
-    OPS = ("add", "subtract", "multiply", "floor_divide", "modulo", "min", "max")
+    OPS = INT_MATH_OPS
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -285,21 +283,8 @@ class IntMathRuntimeMetadata:
         }
 
     def compute(self, a: int, b: int, op: str) -> tuple[int]:
-        if op == "add":
-            return (a + b,)
-        if op == "subtract":
-            return (a - b,)
-        if op == "multiply":
-            return (a * b,)
-        if op == "floor_divide":
-            return (a // b if b else 0,)
-        if op == "modulo":
-            return (a % b if b else 0,)
-        if op == "min":
-            return (min(a, b),)
-        if op == "max":
-            return (max(a, b),)
-        raise ValueError(f"unknown op {op!r}")
+        # The one definition, which the static parser also uses to compute this node's output.
+        return (int_math(a, b, op),)
 
 
 class _AnyType(str):
@@ -345,11 +330,11 @@ class SwitchRuntimeMetadata:
 
 NODE_CLASS_MAPPINGS = {
     SAVE_NODE: SaveImageRuntimeMetadata,
-    "IntMathRuntimeMetadata": IntMathRuntimeMetadata,
-    "SwitchRuntimeMetadata": SwitchRuntimeMetadata,
+    INT_MATH_NODE: IntMathRuntimeMetadata,
+    SWITCH_NODE: SwitchRuntimeMetadata,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     SAVE_NODE: "Save Image (Runtime Metadata)",
-    "IntMathRuntimeMetadata": "Int Math (Runtime Metadata)",
-    "SwitchRuntimeMetadata": "Switch (Runtime Metadata)",
+    INT_MATH_NODE: "Int Math (Runtime Metadata)",
+    SWITCH_NODE: "Switch (Runtime Metadata)",
 }

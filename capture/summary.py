@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from ..events.values import cut as cut_text
 from ..prompt_graph import is_link
 
 REDACTED = "[redacted]"
@@ -73,10 +74,8 @@ def is_secret_name(name: str) -> bool:
 
 
 def cut(text: str, limit: int = MAX_STRING) -> str:
-    """``text`` cut to ``limit`` characters, saying how long it was."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}…[{len(text)} chars]"
+    """``text`` cut to ``limit`` characters (``MAX_STRING`` by default), saying how long it was."""
+    return cut_text(text, limit)
 
 
 def summarize(value: Any, depth: int = 0) -> Any:

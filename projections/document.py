@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..canonical import canonical_json
 from ..events.schema import AnyEvent, NodeInputs, RunStarted
 from ..prompt_graph import class_type
 from .reconcile import generation_document
@@ -88,11 +87,6 @@ def as_schema(doc: dict[str, Any], schema: Any) -> dict[str, Any]:
             runtime["timing"] = {SCHEMA_1_TIMING_KEYS.get(k, k): v for k, v in timing.items()}
         out["runtime"] = runtime
     return out
-
-
-def encode_document(doc: dict[str, Any]) -> str:
-    """The canonical text of a document (what goes into the image)."""
-    return canonical_json(doc).decode("utf-8")
 
 
 def save_nodes(events: list[AnyEvent], class_types: frozenset[str]) -> list[str]:

@@ -20,10 +20,11 @@ import msgspec
 
 from ..events.schema import AnyEvent, RunFinished, RunStarted
 from .document import build_document, save_nodes
+from .rules import SAVE_NODE
 from .runtime import NodeRecord, RunState, project
 
 #: The plugin's save node, whose documents (generation, disagreements) a run row keeps.
-SAVE_CLASSES = frozenset({"SaveImageRuntimeMetadata"})
+SAVE_CLASSES = frozenset({SAVE_NODE})
 #: Histogram buckets per doubling of a duration: a bucket is 2.2% wide, so the middle of the
 #: bucket a percentile falls in is within 1.1% of the exact value.
 BUCKETS_PER_DOUBLING = 32

@@ -32,12 +32,12 @@ Disagreements are returned as data; logging them is the caller's choice
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
+from ..events.values import is_cut, is_cut_of
 from .rules import RULES, Rule, Switch
 from .runtime import RunState
 from .workflow import (
@@ -156,9 +156,9 @@ class MergedValues:
         ran = self._runtime.value(node_id, name)
         if ran is None:
             return self._static.value(node_id, name)
-        if isinstance(ran.value, str) and _CUT.fullmatch(ran.value):
+        if isinstance(ran.value, str) and is_cut(ran.value):
             static = self._static.value(node_id, name)
-            if static is not None and isinstance(static.value, str) and _is_cut_of(ran.value, static.value):
+            if static is not None and isinstance(static.value, str) and is_cut_of(ran.value, static.value):
                 return Val(static.value, RUNTIME, ran.nodes)
         return ran
 
@@ -169,15 +169,6 @@ class MergedValues:
     def choose(self, node_id: str, rule: Switch) -> Choice | None:
         """The run's choice; the prompt's (maybe a guess) for a switch the run did not record."""
         return self._runtime.choose(node_id, rule) or self._static.choose(node_id, rule)
-
-
-# capture.summary.cut marks a cut string as "<first chars>…[<length> chars]".
-_CUT = re.compile(r"(.*)…\[(\d+) chars\]", re.DOTALL)
-
-
-def _is_cut_of(cut: str, full: str) -> bool:
-    match = _CUT.fullmatch(cut)
-    return match is not None and int(match[2]) == len(full) and full.startswith(match[1])
 
 
 def _number(value: Any) -> float | None:
@@ -203,7 +194,7 @@ def same(a: Any, b: Any) -> bool:
         x, y = _number(a), _number(b)
         return x is not None and y is not None and (x == y or math.isclose(x, y, rel_tol=1e-9))
     if isinstance(a, str) and isinstance(b, str):
-        return _is_cut_of(a, b) or _is_cut_of(b, a)
+        return is_cut_of(a, b) or is_cut_of(b, a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):

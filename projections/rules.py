@@ -80,6 +80,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+#: This package's own node classes, by the names ComfyUI knows them (``nodes.py`` registers them).
+SAVE_NODE = "SaveImageRuntimeMetadata"
+INT_MATH_NODE = "IntMathRuntimeMetadata"
+SWITCH_NODE = "SwitchRuntimeMetadata"
+
 SAME = "same"
 """A ``follow`` role meaning: keep the role (and polarity) the node was reached in."""
 
@@ -207,8 +212,12 @@ def _int(value: Any) -> int:
     raise TypeError(f"not an INT: {value!r}")
 
 
+#: ``IntMathRuntimeMetadata``'s operations, in the order its ``op`` widget lists them.
+INT_MATH_OPS = ("add", "subtract", "multiply", "floor_divide", "modulo", "min", "max")
+
+
 def int_math(a: Any, b: Any, op: Any) -> int:
-    """What ``IntMathRuntimeMetadata`` returns; kept in step with ``nodes.py``."""
+    """What ``IntMathRuntimeMetadata`` returns: the node computes its output with this function."""
     x, y = _int(a), _int(b)
     if op == "add":
         return x + y
@@ -399,7 +408,7 @@ _RULES: dict[str, Rule] = {
     "VAEDecodeTiled": _DECODE,
     "LoadImage": Node(fields={"init_image": "image"}, roles=frozenset({"source"})),
     # Save nodes (where the walk starts)
-    "SaveImageRuntimeMetadata": _SAVE,
+    SAVE_NODE: _SAVE,
     "SaveImage": _SAVE,
     "PreviewImage": _SAVE,
     # Values: primitives, this plugin's helper nodes, string building
@@ -408,10 +417,10 @@ _RULES: dict[str, Rule] = {
     "PrimitiveString": _PRIMITIVE,
     "PrimitiveStringMultiline": _PRIMITIVE,
     "PrimitiveBoolean": _PRIMITIVE,
-    "IntMathRuntimeMetadata": Compute(("a", "b", "op"), int_math),
+    INT_MATH_NODE: Compute(("a", "b", "op"), int_math),
     "StringConcatenate": Compute(("string_a", "string_b", "delimiter"), string_concatenate),
     # output = on_1 if select == 1 else on_2; the select widget defaults to 1, so that is the guess.
-    "SwitchRuntimeMetadata": Switch("select", {1: "on_1"}, default="on_2", guess="on_1"),
+    SWITCH_NODE: Switch("select", {1: "on_1"}, default="on_2", guess="on_1"),
 }
 
 RULES: Mapping[str, Rule] = MappingProxyType(_RULES)

@@ -27,6 +27,7 @@ from ..events.schema import (
     RunStarted,
 )
 from ..prompt_graph import ancestors, class_type
+from .timing import class_timing
 
 #: 2: the timing counts are ``nodes_executed``/``nodes_cached``, as in ``stats`` and the history
 #: (1 called them ``executed_nodes``/``cached_nodes``; see ``document.as_schema``).
@@ -184,6 +185,10 @@ def _ns_to_ms(ns: int) -> float:
 _ORDER = operator.attrgetter("order")
 
 
+def _ns_mean(durations: Sequence[int]) -> int:
+    return sum(durations) // len(durations)
+
+
 def runtime_document(state: RunState, saved_by: str | None = None) -> dict[str, Any]:
     """The runtime block: nodes in execution order (ancestors of ``saved_by`` only) and timing.
 
@@ -248,15 +253,7 @@ def runtime_document(state: RunState, saved_by: str | None = None) -> dict[str, 
             "nodes_executed": executed,
             "nodes_cached": cached,
             "node_time_ms": _ns_to_ms(executed_ns),
-            "by_class": {
-                ct: {
-                    "calls": len(ds),
-                    "total_ms": _ns_to_ms(sum(ds)),
-                    "mean_ms": _ns_to_ms(sum(ds) // len(ds)),
-                    "max_ms": _ns_to_ms(max(ds)),
-                }
-                for ct, ds in sorted(by_class.items())
-            },
+            "by_class": class_timing(by_class, _ns_to_ms, _ns_mean),
         },
     }
     if saved_by is not None:

@@ -3,8 +3,32 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+D = TypeVar("D", int, float)
+
+
+def class_timing(
+    durations: Mapping[str, Sequence[D]], to_ms: Callable[[D], float], mean: Callable[[Sequence[D]], D]
+) -> dict[str, dict[str, Any]]:
+    """Per class type, sorted: calls, total, mean and longest duration in ms.
+
+    The one shape of ``by_class`` in a runtime document (durations in ns) and in ``stats``
+    (durations in ms, from documents); ``to_ms`` and ``mean`` keep each one's own rounding.
+    """
+    return {
+        ct: {"calls": len(ds), "total_ms": to_ms(sum(ds)), "mean_ms": to_ms(mean(ds)), "max_ms": to_ms(max(ds))}
+        for ct, ds in sorted(durations.items())
+    }
+
+
+def _ms(value: float) -> float:
+    return round(value, 3)
+
+
+def _float_mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
 
 
 def timing_stats(documents: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -41,13 +65,5 @@ def timing_stats(documents: Iterable[dict[str, Any]]) -> dict[str, Any]:
             "max_ms": round(hook_max, 3),
             "share": round(hook_total / sum(walls), 4) if walls and sum(walls) > 0 else 0.0,
         },
-        "by_class": {
-            ct: {
-                "calls": len(ds),
-                "total_ms": round(sum(ds), 3),
-                "mean_ms": round(sum(ds) / len(ds), 3),
-                "max_ms": round(max(ds), 3),
-            }
-            for ct, ds in sorted(by_class.items())
-        },
+        "by_class": class_timing(by_class, _ms, _float_mean),
     }

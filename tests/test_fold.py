@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 
+from runtime_metadata.canonical import encode_document
 from runtime_metadata.events.log import MemoryLog, read_log
 from runtime_metadata.events.schema import NodeFinished, NodeStarted
-from runtime_metadata.projections.document import build_document, encode_document, events_for_save
+from runtime_metadata.projections.document import build_document, events_for_save
 from runtime_metadata.projections.runtime import canonical_json, project, runtime_document
 from runtime_metadata.prompt_graph import ancestors
 

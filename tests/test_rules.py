@@ -98,10 +98,29 @@ def test_a_checkpoint_names_the_model_only_when_reached_as_a_model():
     assert RULES["CheckpointLoaderSimple"].roles == frozenset({"model"})
 
 
-@pytest.mark.parametrize("op", IntMathRuntimeMetadata.OPS)
-@pytest.mark.parametrize(("a", "b"), [(17, 5), (-17, 5), (5, 0), (0, 0), (2**40, 3)])
-def test_int_math_computes_exactly_what_the_node_returns(op, a, b):
-    assert int_math(a, b, op) == IntMathRuntimeMetadata().compute(a, b, op)[0]
+#: (a, b) -> what each op gives, written out: the node and the parser both compute with int_math.
+INT_MATH_CASES = {
+    (17, 5): {"add": 22, "subtract": 12, "multiply": 85, "floor_divide": 3, "modulo": 2, "min": 5, "max": 17},
+    (-17, 5): {"add": -12, "subtract": -22, "multiply": -85, "floor_divide": -4, "modulo": 3, "min": -17, "max": 5},
+    (5, 0): {"add": 5, "subtract": 5, "multiply": 0, "floor_divide": 0, "modulo": 0, "min": 0, "max": 5},
+    (2**40, 3): {
+        "add": 2**40 + 3,
+        "subtract": 2**40 - 3,
+        "multiply": 3 * 2**40,
+        "floor_divide": 366503875925,
+        "modulo": 1,
+        "min": 3,
+        "max": 2**40,
+    },
+}
+
+
+@pytest.mark.parametrize(("a", "b"), sorted(INT_MATH_CASES))
+def test_the_int_math_node_and_the_parser_compute_the_same_values(a, b):
+    expected = INT_MATH_CASES[(a, b)]
+    assert tuple(expected) == IntMathRuntimeMetadata.OPS  # every op the node offers
+    assert {op: IntMathRuntimeMetadata().compute(a, b, op)[0] for op in expected} == expected
+    assert {op: int_math(a, b, op) for op in expected} == expected
 
 
 def test_int_math_rejects_what_it_cannot_compute():

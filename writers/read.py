@@ -21,8 +21,7 @@ from .containers import PNG_SIGNATURE, Found, walk_jpeg, walk_png, walk_webp
 from .exif import read_exif
 from .files import describe_os_error, open_regular
 from .png import DOCUMENT_KEY
-from .save import SIDECAR_KEY
-from .sidecar import SidecarPointer, decode_document, read_sidecar_bytes
+from .sidecar import SIDECAR_KEY, SidecarPointer, decode_document, read_sidecar_bytes
 from .xmp import parse_xmp
 
 #: PNG keys that are not ComfyUI extra_pnginfo values.

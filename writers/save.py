@@ -32,20 +32,19 @@ from typing import Any, Literal
 import msgspec
 from PIL import Image
 
-from ..canonical import canonical_json
+from ..canonical import encode_document
 from ..errors import RuntimeMetadataError
 from .atomic import atomic_open
 from .exif import JPEG_EXIF_MAX, build_exif
 from .png import png_chunks, write_png
-from .sidecar import SidecarPointer, own_sidecar, write_sidecar
+from .read import read_metadata
+from .sidecar import SIDECAR_KEY, SidecarPointer, own_sidecar, write_sidecar
 from .xmp import JPEG_XMP_MAX, MAX_XMP_BYTES, XmpFields, build_xmp
 
 log = logging.getLogger("runtime_metadata")
 
 ImageFormat = Literal["png", "jpeg", "webp"]
 FORMATS: tuple[ImageFormat, ...] = ("png", "jpeg", "webp")
-#: Top-level key that marks an embedded sidecar pointer instead of a document.
-SIDECAR_KEY = "sidecar"
 #: The summary an image keeps beside a sidecar pointer: a glance for viewers, not a copy.
 SUMMARY_MAX_BYTES = 2048
 #: Longest string kept in a summary.
@@ -64,11 +63,6 @@ class SaveResult:
     sidecar: Path | None
     dropped: tuple[str, ...]
     document_bytes: int
-
-
-def encode_document(document: Any) -> bytes:
-    """The canonical JSON of a document (the same bytes replay rebuilds)."""
-    return canonical_json(document)
 
 
 def _is_scalar(value: Any) -> bool:
@@ -117,26 +111,6 @@ def _webp_image(image: Image.Image) -> Image.Image:
         return image
     has_alpha = "A" in image.getbands() or "transparency" in image.info
     return image.convert("RGBA" if has_alpha else "RGB")
-
-
-def exif_drops(
-    fmt: ImageFormat,
-    size: tuple[int, int],
-    prompt: Any,
-    extra_pnginfo: Mapping[str, Any] | None,
-    parameters: str | None,
-) -> tuple[str, ...]:
-    """What save_image will leave out of the EXIF, known before saving (e.g. for the document)."""
-    if fmt == "png":
-        return ()
-    jpeg = fmt == "jpeg"
-    return build_exif(
-        prompt,
-        extra_pnginfo,
-        parameters,
-        limit=JPEG_EXIF_MAX if jpeg else None,
-        jpeg_size=size if jpeg else None,
-    ).dropped
 
 
 def save_image(
@@ -230,8 +204,6 @@ def save_image(
 
 def _sidecar_of(image: Path) -> str | None:
     """The sidecar an existing image at ``image`` points to, if it is one named for that image."""
-    from .read import read_metadata  # read imports this module's SIDECAR_KEY
-
     if not image.exists():
         return None
     pointer = read_metadata(image, follow_sidecar=False).pointer

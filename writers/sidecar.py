@@ -33,6 +33,9 @@ from ..errors import SidecarError
 from .atomic import atomic_write_bytes
 from .files import NotARegularFile, open_regular
 
+#: Top-level key of what an image embeds in place of a document that went to a sidecar (the
+#: pointer), written by ``save`` and recognised by ``read``.
+SIDECAR_KEY = "sidecar"
 #: Every sidecar ends with this; the reader opens no other name, whatever a pointer says.
 SIDECAR_SUFFIX = ".runtime.json.zst"
 #: Hex digits of the sidecar's sha256 in its name: 64 bits, so two documents never share one.

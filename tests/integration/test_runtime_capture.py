@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from runtime_metadata.canonical import encode_document
 from runtime_metadata.cli import main as cli_main
 from runtime_metadata.events.log import read_log_file
 from runtime_metadata.events.schema import NodeFinished, RunFinished
 from runtime_metadata.harness import ComfyServer
-from runtime_metadata.projections.document import build_document, encode_document
+from runtime_metadata.projections.document import build_document
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -104,7 +105,7 @@ def test_replaying_the_log_rebuilds_the_embedded_document_byte_for_byte(server: 
     assert result.ok
     assert isinstance(result.events[-1], RunFinished) and result.events[-1].status == "success"
     embedded = chunks_of(image)["runtime_metadata"]
-    assert encode_document(build_document(result.events, "5")) == embedded
+    assert encode_document(build_document(result.events, "5")).decode() == embedded
     assert cli_main(["replay", str(log_file), "--check", str(image)]) == 0
     assert "byte for byte" in capsys.readouterr().out
 
