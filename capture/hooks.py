@@ -50,7 +50,7 @@ from typing import Any
 
 from .. import prompt_graph
 from ..errors import report_once
-from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, SavedImage
+from ..events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, NodeStatus, RunStatus, SavedImage
 from . import comfy
 from .carry import CarryMemo, carried_inputs, remember, remember_run
 from .listeners import RunEnd, notify_run_end
@@ -241,10 +241,10 @@ def _log_performance(rec: Recorder) -> None:
     )
 
 
-def _run_outcome(executor: Any, exc: BaseException | None) -> tuple[str, str | None, str | None]:
+def _run_outcome(executor: Any, exc: BaseException | None) -> tuple[RunStatus, str | None, str | None]:
     """success / error / interrupted, from ComfyUI's own status messages."""
     if exc is not None:
-        kind = "interrupted" if "Interrupt" in type(exc).__name__ else "error"
+        kind: RunStatus = "interrupted" if "Interrupt" in type(exc).__name__ else "error"
         return kind, type(exc).__name__, _cut(exc)
     event, data = _error_message(executor)
     if event == "execution_interrupted":
@@ -265,11 +265,11 @@ def _error_message(executor: Any) -> tuple[str | None, dict[str, Any]]:
     return None, {}
 
 
-def _close_pending(rec: Recorder, executor: Any, status: str, etype: str | None, emsg: str | None) -> None:
+def _close_pending(rec: Recorder, executor: Any, status: RunStatus, etype: str | None, emsg: str | None) -> None:
     """End the nodes still waiting when the run ended (an expanded node whose subgraph failed)."""
     t0 = _perf()
     failed_at = str(_error_message(executor)[1].get("node_id"))
-    node_status = {"success": "executed", "interrupted": "interrupted"}.get(status, "failed")
+    node_status = _NODE_STATUS_OF_RUN[status]
     for node_id in sorted(rec.pending, key=_id_order):
         own = node_id == failed_at
         rec.append(NodeFinished(node_id, t0, node_status, etype if own else None, emsg if own else None))
@@ -483,7 +483,15 @@ def _id_order(node_id: str) -> tuple[int, str]:
     return len(node_id), node_id
 
 
-def _failure_status(exc: BaseException) -> str:
+#: What a node still waiting when its run ends becomes, by the run's outcome.
+_NODE_STATUS_OF_RUN: dict[RunStatus, NodeStatus] = {
+    "success": "executed",
+    "interrupted": "interrupted",
+    "error": "failed",
+}
+
+
+def _failure_status(exc: BaseException) -> NodeStatus:
     return "interrupted" if "Interrupt" in type(exc).__name__ else "failed"
 
 
@@ -693,7 +701,9 @@ class _TaskWatch:
         t0 = _perf()
         try:
             del rec.pending[self.node_id]
-            status, etype, emsg = "executed", None, None
+            status: NodeStatus = "executed"
+            etype: str | None = None
+            emsg: str | None = None
             for task in self.tasks:  # ComfyUI re-raises the first failed task's exception
                 if task.cancelled():
                     status, etype, emsg = "interrupted", "CancelledError", "the task was cancelled"

@@ -20,7 +20,7 @@ import msgspec
 
 from ..errors import report_once
 from ..events.log import FileLog, MemoryLog, encodable
-from ..events.schema import AnyEvent, HookStats, RunFinished, RunStarted, SavedImage
+from ..events.schema import AnyEvent, HookStats, RunFinished, RunStarted, RunStatus, SavedImage
 from .summary import cut_strings, redact_text
 
 #: The run being executed in this context (thread / task), if capture is on.
@@ -182,7 +182,7 @@ class Recorder:
 
     def finish(
         self,
-        status: str,
+        status: RunStatus,
         error_type: str | None,
         error_message: str | None,
         images: list[SavedImage] | None = None,

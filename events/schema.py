@@ -9,7 +9,7 @@ Schema evolution: add fields at the end with defaults and bump ``SCHEMA_VERSION`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -19,6 +19,13 @@ import msgspec
 #: 4: the log's records are cut into checksummed fragments in fixed blocks (see ``log``); the
 #: events are those of 3.
 SCHEMA_VERSION = 4
+
+
+#: How a run ended (``RunFinished.status``); a run not finished yet is "running" in a fold.
+RunStatus = Literal["success", "error", "interrupted"]
+#: How a node ended (``NodeFinished.status``). Capture writes the first three; "pending" is
+#: accepted for a node recorded as still waiting.
+NodeStatus = Literal["executed", "failed", "interrupted", "pending"]
 
 
 class Event(msgspec.Struct, frozen=True, tag=True, array_like=True, gc=False):
@@ -83,7 +90,7 @@ class NodeFinished(Event, frozen=True):
 
     node_id: str
     t_ns: int
-    status: str  # "executed" | "failed" | "interrupted" | "pending"
+    status: NodeStatus
     error_type: str | None = None
     error_message: str | None = None
 
@@ -110,7 +117,7 @@ class RunFinished(Event, frozen=True):
     """ComfyUI finished executing a prompt."""
 
     t_ns: int
-    status: str  # "success" | "error" | "interrupted"
+    status: RunStatus
     error_type: str | None = None
     error_message: str | None = None
     #: Files the nodes that ran in this run reported (ComfyUI's UI outputs), in node order.
@@ -119,5 +126,5 @@ class RunFinished(Event, frozen=True):
 
 AnyEvent = RunStarted | NodeStarted | NodeInputs | NodeCached | NodeFinished | HookStats | RunFinished
 
-RUN_STATUSES = ("success", "error", "interrupted")
-NODE_STATUSES = ("executed", "failed", "interrupted", "pending")
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+NODE_STATUSES: tuple[NodeStatus, ...] = get_args(NodeStatus)

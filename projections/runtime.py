@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import operator
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -23,8 +23,10 @@ from ..events.schema import (
     NodeFinished,
     NodeInputs,
     NodeStarted,
+    NodeStatus,
     RunFinished,
     RunStarted,
+    RunStatus,
 )
 from ..prompt_graph import ancestors, class_type
 from .timing import class_timing
@@ -34,13 +36,19 @@ from .timing import class_timing
 DOCUMENT_SCHEMA = 2
 
 
+#: A node's state in a fold: how it ended, or started and not ended yet, or served from the cache.
+NodePhase = NodeStatus | Literal["running", "cached"]
+#: A run's state in a fold: how it ended, or not ended yet.
+RunPhase = RunStatus | Literal["running"]
+
+
 class NodeRecord(msgspec.Struct, gc=False):
     """What the run did with one node (untracked by the cyclic GC: it holds data, never itself)."""
 
     node_id: str
     class_type: str
     order: int
-    status: str = "pending"  # running | executed | failed | interrupted | cached | pending
+    status: NodePhase = "pending"
     start_ns: int | None = None
     end_ns: int | None = None
     inputs: dict[str, list[Any]] | None = None
@@ -63,7 +71,7 @@ class RunState(msgspec.Struct):
     comfyui: str = ""
     plugin: str = ""
     environment: dict[str, str] = msgspec.field(default_factory=dict)
-    status: str = "running"
+    status: RunPhase = "running"
     error_type: str | None = None
     error_message: str | None = None
     end_ns: int | None = None

@@ -6,7 +6,7 @@ import copy
 
 from runtime_metadata.canonical import encode_document
 from runtime_metadata.events.log import MemoryLog, read_log
-from runtime_metadata.events.schema import NodeFinished, NodeStarted
+from runtime_metadata.events.schema import NODE_STATUSES, RUN_STATUSES, NodeFinished, NodeStarted
 from runtime_metadata.projections.document import build_document, events_for_save
 from runtime_metadata.projections.runtime import canonical_json, project, runtime_document
 from runtime_metadata.prompt_graph import ancestors
@@ -110,3 +110,15 @@ def test_each_item_of_a_batch_list_gets_its_own_values_in_the_generation():
     assert second["runtime"]["saved_by"]["list_index"] == 1
     beyond = build_document(events, "9", list_index=5)  # ComfyUI repeats a short list's last item
     assert beyond["ai_info"]["generation"]["sampler"]["seed"] == 9
+
+
+def test_a_status_outside_the_schema_is_damage_not_a_document(events):
+    """Statuses are the schema's Literals: a log claiming another is reported, not folded."""
+    assert RUN_STATUSES == ("success", "error", "interrupted")
+    assert NODE_STATUSES == ("executed", "failed", "interrupted", "pending")
+    log = MemoryLog()
+    log.extend(events[:3])
+    log.extend([("NodeFinished", "1", 3_000, "exploded", None, None)])
+    result = read_log(log.to_bytes())
+    assert [type(e).__name__ for e in result.events] == ["RunStarted", "NodeCached", "NodeStarted"]
+    assert len(result.damage) == 1 and "exploded" in result.damage[0].reason
