@@ -16,7 +16,9 @@ IN_CI = browser_tests.IN_CI
 if UNAVAILABLE and not IN_CI:
     collect_ignore_glob = ["test_*.py"]
 
-comfy_installation = browser_tests.comfy_installation
+pytest_generate_tests = browser_tests.pytest_generate_tests
+generation = browser_tests.generation
+installation = browser_tests.installation
 comfy_server = browser_tests.comfy_server
 browser = browser_tests.browser
 open_page = browser_tests.open_page

