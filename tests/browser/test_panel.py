@@ -25,7 +25,7 @@ def test_the_panel_lists_the_run_and_its_waterfall_has_a_bar_per_executed_node(c
     run = server.get_json(f"/runtime_metadata/runs/{prompt_id}")
     panel = open_run(page, prompt_id)
     row = panel.locator(f"[data-rtm=run-row][data-prompt-id='{prompt_id}']")
-    assert "success" in row.inner_text()
+    assert row.locator(".rtm-dot.success").count() == 1
     executed = [n for n in run["nodes"] if n["status"] == "executed"]
     assert executed
     waterfall = panel.locator("[data-rtm=waterfall]")

@@ -32,14 +32,31 @@ const CSS = `
 .rtm .rtm-dot.interrupted { background: #ffb300; }
 .rtm .rtm-dot.cached { background: #9e9e9e; }
 .rtm .rtm-dot.running, .rtm .rtm-dot.pending { background: #42a5f5; }
-.rtm .rtm-wf td.bar { width: 100%; padding: 0 4px; }
+/* Narrow places (the Vue frontend's sidebar is about 260 px wide): fixed table layouts whose
+   label cells shorten with an ellipsis, and fewer columns. */
+.rtm-panel { container-type: inline-size; }
+.rtm table.rtm-fixed { table-layout: fixed; }
+.rtm table.rtm-fixed td { overflow: hidden; text-overflow: ellipsis; }
+.rtm .rtm-wf td.bar { width: 32%; padding: 0 4px; }
+.rtm .rtm-wf td.num, .rtm [data-rtm=slowest] td.num:nth-child(2) { width: 64px; }
+.rtm [data-rtm=slowest] td.num:nth-child(3) { width: 40px; }
+.rtm [data-rtm=runs] .c-status { width: 84px; }
+.rtm [data-rtm=runs] .c-time { width: 64px; }
+.rtm [data-rtm=runs] .c-wall { width: 64px; }
+.rtm [data-rtm=runs] .c-nodes { width: 44px; }
+.rtm [data-rtm=runs] .c-run { width: 72px; }
+@container (max-width: 380px) {
+  .rtm .rtm-wide { display: none; }
+  .rtm [data-rtm=runs] .c-status { width: 20px; }
+  .rtm .rtm-wf td.bar { width: 28%; }
+}
 .rtm .rtm-wf svg { display: block; width: 100%; height: 12px; }
 .rtm .rtm-wf .rtm-bar.executed { fill: #66bb6a; }
 .rtm .rtm-wf .rtm-bar.failed { fill: #ef5350; }
 .rtm .rtm-wf .rtm-bar.interrupted { fill: #ffb300; }
 .rtm .rtm-wf .rtm-cached-mark { fill: #8a8a8a; }
 .rtm .rtm-wf .rtm-track { fill: rgba(255, 255, 255, 0.05); }
-.rtm .rtm-label { max-width: 180px; overflow: hidden; text-overflow: ellipsis; }
+.rtm .rtm-label { overflow: hidden; text-overflow: ellipsis; }
 .rtm details { margin: 2px 0; }
 .rtm details summary { cursor: pointer; }
 .rtm .rtm-kv td:first-child { color: var(--descrip-text, #999); }

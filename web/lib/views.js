@@ -72,18 +72,19 @@ export function statusView(status, { onToggle, error } = {}) {
   );
 }
 
-/** A status dot and word. */
+/** A status dot and word (the word goes where space is short). */
 export function statusBadge(status) {
-  return [h(`span.rtm-dot.${status}`), status];
+  return [h(`span.rtm-dot.${status}`, { title: status }), h("span.rtm-wide", {}, status)];
 }
 
 /** The runs list; onSelect(row) when a row is clicked. */
 export function runsTable(runs, { onSelect, selectedId } = {}) {
   if (!runs?.length) return h("div.rtm-muted", { dataset: { rtm: "no-runs" } }, "No runs recorded yet.");
   return h(
-    "table.rtm-runs",
+    "table.rtm-runs.rtm-fixed",
     { dataset: { rtm: "runs" } },
-    h("tr", {}, h("th", {}, "status"), h("th", {}, "finished"), h("th.num", {}, "wall"), h("th.num", {}, "nodes"), h("th", {}, "run")),
+    h("tr", {}, h("th.c-status", {}, h("span.rtm-wide", {}, "status")), h("th.c-time", {}, "finished"), h("th.num.c-wall", {}, "wall"),
+      h("th.num.c-nodes", {}, "nodes"), h("th.c-run.rtm-wide", {}, "run")),
     runs.map((run) => {
       const nodes = (run.nodes_executed ?? 0) + (run.nodes_cached ?? 0) + (run.nodes_failed ?? 0);
       const detail = `${run.nodes_executed ?? 0} executed, ${run.nodes_cached ?? 0} cached, ${run.nodes_failed ?? 0} failed`;
@@ -95,7 +96,7 @@ export function runsTable(runs, { onSelect, selectedId } = {}) {
         h("td", { title: run.finished_at || "" }, formatTime(run.finished_at || run.started_at)),
         h("td.num", {}, formatMs(run.wall_ms)),
         h("td.num", { title: detail }, String(nodes)),
-        h("td.rtm-muted", { title: run.prompt_id }, shortId(run.prompt_id)),
+        h("td.rtm-muted.rtm-wide", { title: run.prompt_id }, shortId(run.prompt_id)),
       );
     }),
   );
@@ -126,13 +127,13 @@ export function waterfall(run, { onSelectNode } = {}) {
         title: `${nodeLabel(node)}: ${node.status}${ran ? `, ${formatMs(node.duration_ms)}` : ""}, from ${formatMs(node.start_ms ?? 0)}`,
         onclick: () => onSelectNode?.(node),
       },
-      h("td.rtm-label", {}, h(`span.rtm-dot.${node.status}`), nodeLabel(node)),
+      h("td.rtm-label", { title: nodeLabel(node) }, h(`span.rtm-dot.${node.status}`), nodeLabel(node)),
       h("td.bar", {}, s("svg", { viewBox: `0 0 ${W} 12`, preserveAspectRatio: "none" },
         s("rect", { class: "rtm-track", x: 0, y: 0, width: W, height: 12 }), shape)),
       h("td.num", {}, ran ? formatMs(node.duration_ms) : node.status),
     );
   });
-  return h("table.rtm-wf", { dataset: { rtm: "waterfall" } }, rows);
+  return h("table.rtm-wf.rtm-fixed", { dataset: { rtm: "waterfall" } }, rows);
 }
 
 /** The slowest executed nodes of a run. */
@@ -141,13 +142,13 @@ export function slowest(run, { onSelectNode, count = SLOWEST } = {}) {
   ran.sort((a, b) => b.duration_ms - a.duration_ms);
   const total = ran.reduce((acc, n) => acc + n.duration_ms, 0) || 1;
   return h(
-    "table",
+    "table.rtm-fixed",
     { dataset: { rtm: "slowest" } },
     ran.slice(0, count).map((node) =>
       h(
         "tr.rtm-click",
         { dataset: { rtm: "slow-row", nodeId: node.node_id }, onclick: () => onSelectNode?.(node) },
-        h("td.rtm-label", {}, nodeLabel(node)),
+        h("td.rtm-label", { title: nodeLabel(node) }, nodeLabel(node)),
         h("td.num", {}, formatMs(node.duration_ms)),
         h("td.num.rtm-muted", {}, `${Math.round((100 * node.duration_ms) / total)}%`),
       ),
