@@ -37,7 +37,10 @@ const CSS = `
 .rtm-panel { container-type: inline-size; }
 .rtm table.rtm-fixed { table-layout: fixed; }
 .rtm table.rtm-fixed td { overflow: hidden; text-overflow: ellipsis; }
-.rtm .rtm-wf td.bar { width: 32%; padding: 0 4px; }
+.rtm .rtm-wf td.rtm-wf-cell { position: relative; white-space: nowrap; }
+.rtm .rtm-wf .rtm-wf-svg { position: absolute; left: 2px; right: 2px; top: 2px; bottom: 2px;
+  width: calc(100% - 4px); height: calc(100% - 4px); }
+.rtm .rtm-wf .rtm-wf-label { position: relative; text-shadow: 0 0 3px rgba(0, 0, 0, 0.9); }
 .rtm .rtm-wf td.num, .rtm [data-rtm=slowest] td.num:nth-child(2) { width: 64px; }
 .rtm [data-rtm=slowest] td.num:nth-child(3) { width: 40px; }
 .rtm [data-rtm=runs] .c-status { width: 84px; }
@@ -47,12 +50,11 @@ const CSS = `
 .rtm [data-rtm=runs] .c-run { width: 72px; }
 @container (max-width: 380px) {
   .rtm .rtm-wide { display: none; }
-  .rtm [data-rtm=runs] .c-status { width: 20px; }
-  .rtm .rtm-wf td.bar { width: 28%; }
+  .rtm [data-rtm=runs] .c-status { width: 26px; }
 }
-.rtm .rtm-wf svg { display: block; width: 100%; height: 12px; }
-.rtm .rtm-wf .rtm-bar.executed { fill: #66bb6a; }
-.rtm .rtm-wf .rtm-bar.failed { fill: #ef5350; }
+.rtm .rtm-wf .rtm-bar { opacity: 0.55; }
+.rtm .rtm-wf .rtm-bar.executed { fill: #43a047; }
+.rtm .rtm-wf .rtm-bar.failed { fill: #e53935; }
 .rtm .rtm-wf .rtm-bar.interrupted { fill: #ffb300; }
 .rtm .rtm-wf .rtm-cached-mark { fill: #8a8a8a; }
 .rtm .rtm-wf .rtm-track { fill: rgba(255, 255, 255, 0.05); }

@@ -120,6 +120,7 @@ export function waterfall(run, { onSelectNode } = {}) {
     const shape = ran
       ? s("rect", { class: `rtm-bar ${node.status}`, x, y: 1, width: Math.max(2, (node.duration_ms / total) * W), height: 10 })
       : s("rect", { class: "rtm-cached-mark", x, y: 3, width: 3, height: 6 });
+    // The bar lies behind the node's label, so that a narrow panel keeps both readable.
     return h(
       "tr.rtm-click",
       {
@@ -127,9 +128,10 @@ export function waterfall(run, { onSelectNode } = {}) {
         title: `${nodeLabel(node)}: ${node.status}${ran ? `, ${formatMs(node.duration_ms)}` : ""}, from ${formatMs(node.start_ms ?? 0)}`,
         onclick: () => onSelectNode?.(node),
       },
-      h("td.rtm-label", { title: nodeLabel(node) }, h(`span.rtm-dot.${node.status}`), nodeLabel(node)),
-      h("td.bar", {}, s("svg", { viewBox: `0 0 ${W} 12`, preserveAspectRatio: "none" },
-        s("rect", { class: "rtm-track", x: 0, y: 0, width: W, height: 12 }), shape)),
+      h("td.rtm-wf-cell", {},
+        s("svg", { class: "rtm-wf-svg", viewBox: `0 0 ${W} 12`, preserveAspectRatio: "none" },
+          s("rect", { class: "rtm-track", x: 0, y: 0, width: W, height: 12 }), shape),
+        h("span.rtm-wf-label", {}, h(`span.rtm-dot.${node.status}`), nodeLabel(node))),
       h("td.num", {}, ran ? formatMs(node.duration_ms) : node.status),
     );
   });
