@@ -40,7 +40,7 @@ from sqlalchemy import (
 
 from ..errors import RuntimeMetadataError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -70,6 +70,9 @@ runs = Table(
     Column("saves", Text, nullable=False),  # JSON list
     Column("events", Integer, nullable=False),
     Column("log_name", String),
+    # JSON {class_type: [longest duration in ns, then the bucket of each timed node, ascending]}:
+    # the stats read one row per run (added in version 3).
+    Column("buckets", Text),
     Index("ix_rtm_runs_started", "started_ns"),
     Index("ix_rtm_runs_worker_started", "worker_id", "started_ns"),
     Index("ix_rtm_runs_status_started", "status", "started_ns"),
@@ -113,7 +116,8 @@ run_classes = Table(
 
 def _v1(conn: Connection) -> None:
     """Version 1: runs, nodes, per-class rows. (Later versions add steps; this one never changes.)"""
-    metadata.create_all(conn, tables=[runs, nodes, run_classes])  # the tables' columns are v1's
+    # Today's tables: the later steps only add what a database made by an older version lacks.
+    metadata.create_all(conn, tables=[runs, nodes, run_classes])
 
 
 def _v2(conn: Connection) -> None:
@@ -133,8 +137,25 @@ def _v2(conn: Connection) -> None:
         )
 
 
+def _v3(conn: Connection) -> None:
+    """Version 3: ``rtm_runs.buckets``, each run's histograms in one row (the stats over 10,000
+    runs read 10,000 rows instead of one per run and class type)."""
+    if "buckets" not in {column["name"] for column in inspect(conn).get_columns("rtm_runs")}:
+        conn.execute(text("ALTER TABLE rtm_runs ADD COLUMN buckets TEXT"))
+    per_run: dict[int, dict[str, list[int]]] = {}
+    for run_id, class_type, max_ns, text_value in conn.execute(
+        select(run_classes.c.run_id, run_classes.c.class_type, run_classes.c.max_ns, run_classes.c.buckets).where(
+            run_classes.c.count > 0
+        )
+    ):
+        per_run.setdefault(run_id, {})[class_type] = [max_ns, *json.loads(text_value)]
+    for run_id, hist in per_run.items():
+        value = json.dumps(hist, separators=(",", ":"), sort_keys=True)
+        conn.execute(runs.update().where(runs.c.id == run_id).values(buckets=value))
+
+
 #: (version reached, step) in order; a step runs inside the migration's transaction.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
 
 
 class SchemaTooNew(RuntimeMetadataError):

@@ -146,6 +146,14 @@ class HistoryStore:
         the database's own work, so the statement (compiled from the Core table) goes to the
         driver as is, with tuples, where the driver's parameter style allows it.
         """
+        if self.backend == "postgresql" and self.engine.dialect.driver == "psycopg":
+            # COPY: one stream for all the rows, several times faster than INSERTs in a pipeline.
+            columns = ", ".join(c.name for c in table.columns)
+            raw: Any = conn.connection.driver_connection
+            with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
         marker = _MARKERS.get(self.engine.dialect.paramstyle)
         if marker is None:
             names = [c.name for c in table.columns]
@@ -266,28 +274,31 @@ class HistoryStore:
         within 1.1% of the exact value; count and max are exact.
         """
         last = max(1, min(last, MAX_STATS_RUNS))
-        recent = select(runs.c.id).order_by(runs.c.started_ns.desc(), runs.c.id.desc()).limit(last)
+        recent = select(runs.c.buckets).order_by(runs.c.started_ns.desc(), runs.c.id.desc()).limit(last)
         if worker is not None:
             recent = recent.where(runs.c.worker_id == worker)
-        query = select(run_classes.c.class_type, run_classes.c.max_ns, run_classes.c.buckets).where(
-            run_classes.c.run_id.in_(recent.scalar_subquery()), run_classes.c.count > 0
-        )
-        if class_type is not None:
-            query = query.where(run_classes.c.class_type == class_type)
-        merged: dict[str, tuple[list[int], list[int]]] = {}
         with self.connect() as conn:
-            n_runs = conn.execute(select(func.count()).select_from(recent.subquery())).scalar()
-            rows = conn.execute(query).all()
-        for ct, max_ns, buckets in rows:
-            got = merged.get(ct)
-            if got is None:
-                got = merged[ct] = ([0], [])
-            if max_ns > got[0][0]:
-                got[0][0] = max_ns
-            got[1].extend(_json_decode(buckets))
+            rows = conn.execute(recent).all()
+        merged: dict[str, list[int]] = {}
+        maxima: dict[str, int] = {}
+        for (text_value,) in rows:
+            if not text_value:
+                continue
+            for ct, values in _json_decode(text_value).items():
+                if class_type is not None and ct != class_type:
+                    continue
+                got = merged.get(ct)
+                if got is None:
+                    merged[ct] = values[1:]
+                    maxima[ct] = values[0]
+                else:
+                    got.extend(values[1:])
+                    if values[0] > maxima[ct]:
+                        maxima[ct] = values[0]
         classes = []
         for ct in sorted(merged):
-            (max_ns,), all_buckets = merged[ct]
+            all_buckets = merged[ct]
+            max_ns = maxima.get(ct, 0)
             hist = Counter(all_buckets)  # counted in C: millions of nodes in tens of ms
             count = len(all_buckets)
             classes.append(
@@ -299,7 +310,7 @@ class HistoryStore:
                     "max_ms": _ms(max_ns),
                 }
             )
-        return {"classes": classes, "runs": int(n_runs or 0)}
+        return {"classes": classes, "runs": len(rows)}
 
     def workers(self) -> list[str]:
         """Every worker with runs in the history."""
@@ -422,6 +433,8 @@ def _run_values(rows: RunRows) -> dict[str, Any]:
         "saves": _json_encode(r.saves).decode(),
         "events": r.events,
         "log_name": r.log_name,
+        # Per class type with timed nodes: [max_ns, bucket, bucket, ...] (see schema: rtm_runs.buckets).
+        "buckets": _json_encode({c.class_type: [c.max_ns, *c.buckets] for c in rows.classes if c.count}).decode(),
     }
 
 
