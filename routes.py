@@ -116,12 +116,19 @@ def start_history(cfg: config.Config, server: Any = None) -> Any:
         now = config.get()
         return Limits(max_runs=now.history_max_runs, log_max_bytes=now.log_max_mb << 20)
 
-    writer = HistoryWriter(url, PLUGIN.worker_id, PLUGIN.log_dir, limits, on_rows=[push_run])
+    writer = HistoryWriter(url, PLUGIN.worker_id, PLUGIN.log_dir, limits, on_rows=[push_run], busy=comfyui_busy)
     PLUGIN.writer = writer
     capture.add_run_listener(writer.submit)
     if cfg.hooks_enabled and url is not None:
         writer.start()  # catch up from the logs now rather than at the first run
     return writer
+
+
+def comfyui_busy() -> bool:
+    """True while ComfyUI has a prompt running or queued (its own count, both generations)."""
+    queue = getattr(PLUGIN.server, "prompt_queue", None)
+    remaining = getattr(queue, "get_tasks_remaining", None)
+    return bool(remaining()) if callable(remaining) else False
 
 
 # --------------------------------------------------------------------------- the push

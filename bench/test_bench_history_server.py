@@ -1,7 +1,7 @@
 """What the run history adds at the end of a run, through a real ComfyUI server (goal: <= 1 ms p50).
 
-Two servers with capture on, one with the history (SQLite and its log folder in the workdir),
-one with ``history_url = off`` and no log folder; the same 200-node integer chain (a new first
+Two servers with capture on and a log folder each, one with the history (SQLite in the
+workdir), one with ``history_url = off``; the same 200-node integer chain (a new first
 value each run, so nothing is cached) is queued to each in turn, timed from POST /prompt until
 ComfyUI's ``executing`` message with ``node: null`` on the websocket, and, on the history side,
 until the plugin's own ``runtime_metadata.run`` message (the history writer has folded the run).
@@ -50,8 +50,9 @@ def servers(tmp_path_factory):
             "AAA_METADATA_CONFIG": str(workdir / "config.json"),
             "AAA_METADATA_HISTORY_URL": f"sqlite:///{workdir}/history.sqlite" if history else "off",
         }
-        if history:
-            env["AAA_METADATA_LOG_DIR"] = str(workdir / "rtlogs")
+        # Both keep their logs in a folder (the history needs one; without the history it is
+        # the user's choice): the difference is the history's own work.
+        env["AAA_METADATA_LOG_DIR"] = str(workdir / "rtlogs")
         server = ComfyServer(installation, PLUGIN, env=env, workdir=workdir, extra_nodes={"benchpack": BENCHPACK})
         started.append(server.start())
     yield started

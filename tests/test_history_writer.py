@@ -155,3 +155,26 @@ def test_the_catch_up_skips_runs_already_in_the_history_whichever_worker_id_wrot
     assert store.count("host:8188") == 4 and store.count("gpu-2") == 1 and writer.written == 1
     writer.stop()
     store.close()
+
+
+def test_runs_wait_while_comfyui_is_busy_and_go_as_soon_as_it_is_idle(tmp_path, logs):
+    busy = threading.Event()
+    busy.set()
+    pushed = []
+    writer = HistoryWriter(
+        f"sqlite:///{tmp_path}/h.sqlite", "w1", logs, on_rows=[lambda r, e: pushed.append(r)], busy=busy.is_set
+    )
+    writer.submit(finished_run(logs, 1))
+    threading.Event().wait(0.5)
+    assert pushed == []  # nothing folded, pushed or written while the next prompt runs
+    busy.clear()
+    assert eventually(lambda: len(pushed) == 1 and writer.written == 1, timeout=10)
+    writer.stop()
+
+
+def test_a_busy_comfyui_delays_runs_at_most_defer_max_s(tmp_path, logs, monkeypatch):
+    monkeypatch.setattr(writer_module, "DEFER_MAX_S", 0.3)
+    writer = HistoryWriter(f"sqlite:///{tmp_path}/h.sqlite", "w1", logs, busy=lambda: True)
+    writer.submit(finished_run(logs, 1))
+    assert eventually(lambda: writer.written == 1, timeout=10)
+    writer.stop()
