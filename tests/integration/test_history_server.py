@@ -301,3 +301,24 @@ def test_an_unreachable_database_never_touches_a_run_nor_shows_its_password(hist
     with contextlib.suppress(Exception):
         server.stop()
     assert "hunter2" not in server.log_text()
+
+
+def test_with_nothing_configured_the_history_and_logs_go_to_comfyuis_user_directory(
+    history_ready, start_comfy, tmp_path
+):
+    """No history URL, no log folder: SQLite and the logs in ComfyUI's user directory, no set-up."""
+    if "--user-directory" not in (history_ready.root / "comfy" / "cli_args.py").read_text():
+        pytest.skip("this ComfyUI has no --user-directory: its user directory is inside the shared install")
+    user = tmp_path / "user"
+    user.mkdir()
+    env = {"AAA_METADATA_ENABLE_HOOKS": "1", "AAA_METADATA_CONFIG": str(tmp_path / "config.json")}
+    server = start_comfy(env=env, workdir=tmp_path, extra_args=["--user-directory", str(user)])
+    prompt_id = server.queue(chain_prompt(2, "default"))
+    server.wait(prompt_id)
+    wait_for(lambda: get(server, f"/runtime_metadata/runs/{prompt_id}")[0] == 200, what="the run in the history")
+    folder = user / "runtime_metadata"
+    assert (folder / "history.sqlite").is_file() and (folder / "logs" / f"{prompt_id}.rtlog").is_file()
+    history = get(server, "/runtime_metadata/status")[1]["history"]
+    assert history["url"] == f"sqlite:///{folder / 'history.sqlite'}" and history["log_dir"] == str(folder / "logs")
+    with sqlite3.connect(folder / "history.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
