@@ -61,8 +61,12 @@ const CSS = `
 .rtm .rtm-label { overflow: hidden; text-overflow: ellipsis; }
 .rtm details { margin: 2px 0; }
 .rtm details summary { cursor: pointer; }
-.rtm .rtm-kv td:first-child { color: var(--descrip-text, #999); }
-.rtm .rtm-kv td { white-space: normal; word-break: break-word; }
+.rtm .rtm-kv td:first-child { color: var(--descrip-text, #999); white-space: nowrap; vertical-align: top; }
+.rtm .rtm-kv td + td { white-space: normal; overflow-wrap: anywhere; }
+.rtm .rtm-dis { padding: 3px 6px; margin: 2px 0; border-left: 3px solid #ffb300; background: rgba(255, 179, 0, 0.06);
+  overflow-wrap: anywhere; }
+.rtm .rtm-dis .rtm-parser { color: #e57373; }
+.rtm .rtm-dis .rtm-runtime { color: #81c784; font-weight: bold; }
 .rtm-panel { padding: 8px; overflow: auto; height: 100%; }
 .rtm-floating { position: fixed; top: 16px; left: 16px; width: 460px; max-height: calc(100vh - 80px);
   z-index: 1000; background: var(--comfy-menu-bg, #353535); border: 1px solid var(--border-color, #4e4e4e);

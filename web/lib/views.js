@@ -179,16 +179,20 @@ export function runtimeValues(run, { onSelectNode } = {}) {
   return parts.length ? parts : h("div.rtm-muted", {}, "No runtime values recorded for this run.");
 }
 
-/** Disagreements between the static parse and the run, with their likely cause. */
+/** Disagreements between the static parse and the run, with their likely cause: one block each. */
 export function disagreements(run) {
   const rows = [];
   for (const save of run.saves || []) for (const d of save.disagreements || []) rows.push([save.node_id, d]);
   if (!rows.length) return h("div.rtm-muted", { dataset: { rtm: "no-disagreements" } }, "None: the parser and the run agree.");
+  const multiple = new Set(rows.map(([id]) => id)).size > 1;
   return h(
-    "table.rtm-kv",
+    "div",
     { dataset: { rtm: "disagreements" } },
-    h("tr", {}, h("th", {}, "field"), h("th", {}, "parser"), h("th", {}, "runtime"), h("th", {}, "likely cause")),
-    rows.map(([, d]) => h("tr", {}, h("td", {}, d.path), h("td", {}, formatValue(d.parser)), h("td", {}, formatValue(d.runtime)), h("td", {}, d.cause ?? ""))),
+    rows.map(([saveId, d]) =>
+      h("div.rtm-dis", { title: d.path },
+        h("div", {}, h("b", {}, String(d.path).replace(/^ai_info\.generation\./, "")), multiple ? h("span.rtm-muted", {}, ` (save #${saveId})`) : null,
+          ": ", h("span.rtm-parser", {}, formatValue(d.parser)), " → ", h("span.rtm-runtime", {}, formatValue(d.runtime))),
+        d.cause ? h("div.rtm-muted", {}, d.cause) : null)),
   );
 }
 
