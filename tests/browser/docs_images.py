@@ -18,7 +18,7 @@ DOCS = ROOT / "docs"
 
 # name -> (sources side by side: (artifact, crop box)), width of the result
 IMAGES: dict[str, tuple[list[tuple[str, tuple[int, int, int, int]]], int]] = {
-    "badges.png": ([("modern-txt2img-badges.png", (40, 110, 1200, 660))], 820),
+    "badges.png": ([("modern-txt2img-badges.png", (40, 110, 1185, 650))], 820),
     "badges-2024.png": ([("march2024-txt2img-badges.png", (30, 20, 1160, 560))], 820),
     "runs-panel.png": (
         [("modern-txt2img-panel.png", (0, 0, 420, 1420)), ("march2024-txt2img-panel.png", (0, 0, 520, 1220))],

@@ -36,6 +36,11 @@ def test_the_panel_lists_the_run_and_its_waterfall_has_a_bar_per_executed_node(c
         float(x) for x in waterfall.locator("rect.rtm-bar").evaluate_all("els => els.map(e => e.getAttribute('x'))")
     ]
     assert starts == sorted(starts)
+    # The run's event log, as its download link fetches it: the same bytes as the file kept.
+    href = panel.locator("[data-rtm=run-detail] a[download]").get_attribute("href")
+    response = page.page.request.get(server.url + href)
+    assert response.status == 200
+    assert response.body() == (server.workdir / "rtlogs" / f"{prompt_id}.rtlog").read_bytes()
     page.screenshot("panel")
     assert page.console.ours() == [], page.console.ours()
 

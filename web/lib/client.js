@@ -60,6 +60,8 @@ export function createClient(fetchRoute) {
     run: (promptId, params = {}) => call(`/runtime_metadata/runs/${enc(promptId)}${q(params)}`),
     /** Per class type statistics over the last N runs. */
     stats: (params = {}) => call(`/runtime_metadata/stats${q({ last: 1000, ...params })}`),
+    /** The workers with runs in the history, and this one: {workers, this_worker}. */
+    workers: () => call("/runtime_metadata/workers"),
     /** The route URL of a run's event log (for a download link). */
     logRoute: (promptId, params = {}) => `/runtime_metadata/runs/${enc(promptId)}/log${q(params)}`,
   };

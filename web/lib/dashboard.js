@@ -7,7 +7,7 @@ import { createClient } from "./client.js";
 import { h, replace } from "./dom.js";
 import { formatMs, quantile, shortId } from "./format.js";
 import { ensureStyles } from "./styles.js";
-import { nodeLabel, runDetail, runsTable, statusBadge, statusView } from "./views.js";
+import { fetchRun, nodeLabel, runDetail, runsTable, statusBadge, statusView } from "./views.js";
 
 const STATUSES = ["success", "error", "interrupted"];
 const PAGE = 100; // runs per request when reading history
@@ -20,11 +20,11 @@ export function serverBase(pathname = location.pathname) {
   return at >= 0 ? pathname.slice(0, at) : pathname.replace(/\/runtime_metadata\/.*$/, "");
 }
 
-async function fetchRuns(client, count) {
+async function fetchRuns(client, count, worker) {
   const runs = [];
   let total = 0;
   while (runs.length < count) {
-    const page = await client.runs({ limit: Math.min(PAGE, count - runs.length), offset: runs.length });
+    const page = await client.runs({ limit: Math.min(PAGE, count - runs.length), offset: runs.length, worker });
     total = page.total ?? 0;
     runs.push(...(page.runs || []));
     if (!page.runs?.length || runs.length >= total) break;
@@ -115,15 +115,25 @@ export async function mountDashboard(root, { client = createClient((route, optio
   const body = h("div.rtm-grid", { dataset: { rtm: "dashboard-body" } });
   const detailBox = h("div", { dataset: { rtm: "dashboard-run" } });
   const countSelect = h("select", { dataset: { rtm: "count" } }, [50, 200, 1000].map((n) => h("option", { value: n, selected: n === count }, `last ${n} runs`)));
+  const workerSelect = h("select", { dataset: { rtm: "worker" }, title: "the worker whose runs are shown" }, h("option", { value: "" }, "all workers"));
+  client.workers().then((w) => {
+    for (const id of w.workers || []) workerSelect.append(h("option", { value: id }, id === w.this_worker ? `${id} (this one)` : id));
+    workerSelect.hidden = (w.workers || []).length < 2; // one worker: nothing to choose
+  }).catch(() => (workerSelect.hidden = true));
+  workerSelect.hidden = true;
+  workerSelect.addEventListener("change", () => load());
   replace(root,
-    h("header.rtm-toolbar", {}, h("h2", {}, "Runtime metadata — run history"), countSelect,
+    h("header.rtm-toolbar", {}, h("h2", {}, "Runtime metadata — run history"), countSelect, workerSelect,
       h("button.rtm-btn", { onclick: () => load() }, "Refresh"), h("span.rtm-muted", { dataset: { rtm: "loaded" } })),
     statusBox, body, detailBox);
   countSelect.addEventListener("change", () => load());
 
-  async function showRun(promptId) {
+  /** Show a run (a row of the runs list) in full below the charts. */
+  async function showRun(row) {
     try {
-      replace(detailBox, section(`Run ${shortId(promptId)}`, "run-section", runDetail(await client.run(promptId), { logUrl: serverBase() + client.logRoute(promptId) })));
+      const logUrl = serverBase() + client.logRoute(row.prompt_id, { worker: row.worker_id, run_id: row.run_id });
+      replace(detailBox, section(`Run ${shortId(row.prompt_id)}`, "run-section", runDetail(await fetchRun(client, row), { logUrl })));
+      detailBox.scrollIntoView({ behavior: "smooth", block: "start" });
     } catch (err) {
       replace(detailBox, problem(err));
     }
@@ -143,20 +153,21 @@ export async function mountDashboard(root, { client = createClient((route, optio
 
   async function load() {
     const n = Number(countSelect.value) || count;
+    const worker = workerSelect.value || undefined;
     root.querySelector("[data-rtm=loaded]").textContent = "loading…";
     await loadStatus();
     let runs;
     let total;
     try {
-      ({ runs, total } = await fetchRuns(client, n));
+      ({ runs, total } = await fetchRuns(client, n, worker));
     } catch (err) {
       replace(body, problem(`run history: ${err?.message ?? err}`));
       return;
     }
     const [stats, byStatus, details] = await Promise.all([
-      client.stats({ last: n }).catch((err) => ({ error: err })),
-      Promise.all(STATUSES.map((st) => client.runs({ status: st, limit: 1 }).then((p) => p.total ?? 0).catch(() => null))),
-      mapLimit(runs.slice(0, DETAILS_FOR_SLOWEST), 4, (run) => client.run(run.prompt_id)),
+      client.stats({ last: n, worker }).catch((err) => ({ error: err })),
+      Promise.all(STATUSES.map((st) => client.runs({ status: st, limit: 1, worker }).then((p) => p.total ?? 0).catch(() => null))),
+      mapLimit(runs.slice(0, DETAILS_FOR_SLOWEST), 4, (run) => fetchRun(client, run)),
     ]);
     const walls = runs.map((r) => r.wall_ms).filter(Number.isFinite);
     const cards = h("div.rtm-toolbar", { dataset: { rtm: "summary" } },
@@ -165,12 +176,12 @@ export async function mountDashboard(root, { client = createClient((route, optio
       h("span", {}, "p95 wall ", h("b", {}, formatMs(quantile(walls, 0.95)))));
 
     const points = runs.filter((r) => Number.isFinite(r.wall_ms) && (r.finished_at || r.started_at)).map((r) => ({
-      t: Date.parse(r.finished_at || r.started_at), y: r.wall_ms, status: r.status, id: r.prompt_id,
+      t: Date.parse(r.finished_at || r.started_at), y: r.wall_ms, status: r.status, run: r,
       title: `${shortId(r.prompt_id)} ${r.status}: ${formatMs(r.wall_ms)}`,
     }));
     const recent = [...runs].reverse().slice(-60);
     const hooks = recent.filter((r) => Number.isFinite(r.hook_ms)).map((r) => ({
-      label: shortId(r.prompt_id), value: r.hook_ms, id: r.prompt_id,
+      label: shortId(r.prompt_id), value: r.hook_ms, run: r,
       title: `${shortId(r.prompt_id)}: hooks ${formatMs(r.hook_ms)}${r.wall_ms ? ` (${((100 * r.hook_ms) / r.wall_ms).toFixed(2)}% of ${formatMs(r.wall_ms)})` : ""}`,
     }));
     const statusCounts = STATUSES.map((st, i) => ({ label: st, value: byStatus[i] ?? runs.filter((r) => r.status === st).length, status: st }));
@@ -195,21 +206,22 @@ export async function mountDashboard(root, { client = createClient((route, optio
     slow.sort((x, y) => y.node.duration_ms - x.node.duration_ms);
     const slowTable = h("table", { dataset: { rtm: "slowest-nodes" } },
       h("tr", {}, h("th", {}, "node"), h("th.num", {}, "duration"), h("th", {}, "run")),
-      slow.slice(0, SLOWEST).map(({ node, run }) => h("tr.rtm-click", { onclick: () => showRun(run.prompt_id) },
+      slow.slice(0, SLOWEST).map(({ node, run }) => h("tr.rtm-click", { onclick: () => showRun(run) },
         h("td.rtm-label", {}, nodeLabel(node)), h("td.num", {}, formatMs(node.duration_ms)), h("td.rtm-muted", {}, shortId(run.prompt_id)))));
 
     const pickA = h("select", { dataset: { rtm: "compare-a" } });
     const pickB = h("select", { dataset: { rtm: "compare-b" } });
-    runs.slice(0, 100).forEach((r, i) => {
+    const choices = runs.slice(0, 100);
+    choices.forEach((r, i) => {
       const label = `${shortId(r.prompt_id)} · ${r.status} · ${formatMs(r.wall_ms)}`;
-      pickA.append(h("option", { value: r.prompt_id, selected: i === 1 }, label));
-      pickB.append(h("option", { value: r.prompt_id, selected: i === 0 }, label));
+      pickA.append(h("option", { value: String(i), selected: i === 1 }, label));
+      pickB.append(h("option", { value: String(i), selected: i === 0 }, label));
     });
     const compareBox = h("div", { dataset: { rtm: "compare-box" } });
     const compare = async () => {
-      if (!pickA.value || !pickB.value) return replace(compareBox, h("div.rtm-muted", {}, "Two runs are needed to compare."));
+      if (choices.length < 2) return replace(compareBox, h("div.rtm-muted", {}, "Two runs are needed to compare."));
       try {
-        const [a, b] = await Promise.all([client.run(pickA.value), client.run(pickB.value)]);
+        const [a, b] = await Promise.all([fetchRun(client, choices[Number(pickA.value)]), fetchRun(client, choices[Number(pickB.value)])]);
         replace(compareBox, compareTable(a, b));
       } catch (err) {
         replace(compareBox, problem(err));
@@ -220,15 +232,15 @@ export async function mountDashboard(root, { client = createClient((route, optio
 
     replace(body,
       cards,
-      section("Wall time per run", "wall-time", timeChart(points, { onClick: (p) => showRun(p.id) })),
+      section("Wall time per run", "wall-time", timeChart(points, { onClick: (p) => showRun(p.run) })),
       section("Runs by status", "by-status",
         h("div.rtm-toolbar", {}, statusCounts.map((c) => h("span", { dataset: { rtm: "status-count", status: c.label } }, statusBadge(c.label), `: ${c.value}`))),
         barChart(statusCounts, { counts: true, height: 120, rtm: "status-chart" })),
-      section("Hook overhead per run (last 60)", "hook-overhead", barChart(hooks, { rtm: "hook-chart", onClick: (item) => showRun(item.id) })),
+      section("Hook overhead per run (last 60)", "hook-overhead", barChart(hooks, { rtm: "hook-chart", onClick: (item) => showRun(item.run) })),
       section("Per class type (p50, p95)", "class-types", classTable),
       section(`Slowest nodes (last ${Math.min(DETAILS_FOR_SLOWEST, runs.length)} runs)`, "slowest", slowTable),
       section("Compare two runs", "compare-section", h("div.rtm-toolbar", {}, "A ", pickA, " B ", pickB), compareBox),
-      section("Recent runs", "recent", runsTable(runs.slice(0, 20), { onSelect: (run) => showRun(run.prompt_id) })),
+      section("Recent runs", "recent", runsTable(runs.slice(0, 20), { onSelect: (run) => showRun(run) })),
     );
     await compare();
     root.querySelector("[data-rtm=loaded]").textContent = `${runs.length} of ${total} runs`;

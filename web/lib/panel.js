@@ -3,7 +3,7 @@
 
 import { h, replace } from "./dom.js";
 import { ensureStyles } from "./styles.js";
-import { runDetail, runsTable, statusView } from "./views.js";
+import { fetchRun, runDetail, runKey, runsTable, statusView } from "./views.js";
 
 /** Report a problem inside the panel without ever throwing into ComfyUI. */
 function problem(where, err) {
@@ -63,27 +63,26 @@ export function createRunsPanel({ client, onSelectNode, hrefFor = (r) => r, page
     try {
       const page = await client.runs({ limit: pageSize });
       state.runs = page.runs || [];
-      replace(runsBox, runsTable(state.runs, { onSelect: (run) => select(run.prompt_id, true), selectedId: state.selected }));
-      if (!state.pinned && state.runs.length && state.runs[0].prompt_id !== state.selected) await select(state.runs[0].prompt_id, false);
+      replace(runsBox, runsTable(state.runs, { onSelect: (run) => select(run, true), selectedKey: state.selected }));
+      if (!state.pinned && state.runs.length && runKey(state.runs[0]) !== state.selected) await select(state.runs[0], false);
     } catch (err) {
       replace(runsBox, problem("run history", err));
     }
   }
 
-  /** Show one run in detail; pinned when the user picked it (new runs then do not replace it). */
-  async function select(promptId, pinned) {
+  /** Show one run (a row of the runs list) in detail; pinned when the user picked it (new runs then do not replace it). */
+  async function select(row, pinned) {
     const seq = ++state.seq;
-    state.selected = promptId;
-    if (pinned !== undefined) state.pinned = pinned && promptId !== state.runs[0]?.prompt_id;
-    for (const row of runsBox.querySelectorAll("tr[data-prompt-id]")) {
-      row.classList.toggle("rtm-selected", row.dataset.promptId === promptId);
-    }
+    const key = runKey(row);
+    state.selected = key;
+    if (pinned !== undefined) state.pinned = pinned && key !== (state.runs[0] && runKey(state.runs[0]));
+    for (const tr of runsBox.querySelectorAll("tr[data-run-key]")) tr.classList.toggle("rtm-selected", tr.dataset.runKey === key);
     try {
-      const run = await client.run(promptId);
+      const run = await fetchRun(client, row);
       if (seq !== state.seq) return; // a later selection won
-      replace(detailBox, runDetail(run, { onSelectNode, logUrl: hrefFor(client.logRoute(promptId)) }));
+      replace(detailBox, runDetail(run, { onSelectNode, logUrl: hrefFor(client.logRoute(row.prompt_id, { worker: row.worker_id, run_id: row.run_id })) }));
     } catch (err) {
-      if (seq === state.seq) replace(detailBox, problem(`run ${promptId}`, err));
+      if (seq === state.seq) replace(detailBox, problem(`run ${row.prompt_id}`, err));
     }
   }
 

@@ -77,8 +77,18 @@ export function statusBadge(status) {
   return [h(`span.rtm-dot.${status}`, { title: status }), h("span.rtm-wide", {}, status)];
 }
 
+/** What names one run: a prompt id can have run on several workers, or twice on one. */
+export function runKey(run) {
+  return `${run.worker_id ?? ""}|${run.run_id ?? ""}|${run.prompt_id}`;
+}
+
+/** One run in full, for a row of the runs list (or the push), by its worker and run id when known. */
+export function fetchRun(client, run) {
+  return client.run(run.prompt_id, { worker: run.worker_id, run_id: run.run_id });
+}
+
 /** The runs list; onSelect(row) when a row is clicked. */
-export function runsTable(runs, { onSelect, selectedId } = {}) {
+export function runsTable(runs, { onSelect, selectedKey } = {}) {
   if (!runs?.length) return h("div.rtm-muted", { dataset: { rtm: "no-runs" } }, "No runs recorded yet.");
   return h(
     "table.rtm-runs.rtm-fixed",
@@ -88,10 +98,10 @@ export function runsTable(runs, { onSelect, selectedId } = {}) {
     runs.map((run) => {
       const nodes = (run.nodes_executed ?? 0) + (run.nodes_cached ?? 0) + (run.nodes_failed ?? 0);
       const detail = `${run.nodes_executed ?? 0} executed, ${run.nodes_cached ?? 0} cached, ${run.nodes_failed ?? 0} failed`;
-      const cls = `tr.rtm-click${run.prompt_id === selectedId ? ".rtm-selected" : ""}`;
+      const cls = `tr.rtm-click${runKey(run) === selectedKey ? ".rtm-selected" : ""}`;
       return h(
         cls,
-        { dataset: { rtm: "run-row", promptId: run.prompt_id }, onclick: () => onSelect?.(run) },
+        { dataset: { rtm: "run-row", promptId: run.prompt_id, runKey: runKey(run), worker: run.worker_id ?? "" }, onclick: () => onSelect?.(run) },
         h("td", {}, statusBadge(run.status)),
         h("td", { title: run.finished_at || "" }, formatTime(run.finished_at || run.started_at)),
         h("td.num", {}, formatMs(run.wall_ms)),
