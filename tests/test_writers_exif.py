@@ -6,10 +6,14 @@ import io
 import json
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import piexif
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from runtime_metadata.writers.atomic import atomic_write_bytes
@@ -21,6 +25,7 @@ from runtime_metadata.writers.exif import (
     read_exif,
     user_comment,
 )
+from runtime_metadata.writers.read import read_metadata
 
 INFOTEXT = "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1"
 
@@ -129,3 +134,122 @@ def test_atomic_write_gives_new_files_the_umask_permissions(tmp_path: Path) -> N
     os.umask(mask)
     atomic_write_bytes(tmp_path / "f.bin", b"data")
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# --- Properties over structured values ------------------------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+extra_keys = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=":"), min_size=1, max_size=10
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prompt=json_values,
+    workflow=st.none() | json_values,
+    extra=st.dictionaries(extra_keys.filter(lambda k: k not in ("prompt", "workflow")), json_values, max_size=2),
+    # An A1111 infotext: any prompt text, then its settings line.
+    parameters=st.none() | st.text(max_size=200).map(lambda text: f"{text}\nSteps: 20, Sampler: Euler"),
+)
+def test_what_build_exif_writes_read_exif_reads_back(prompt, workflow, extra, parameters) -> None:
+    extra_pnginfo = {**({"workflow": workflow} if workflow is not None else {}), **extra}
+    payload = build_exif(prompt, extra_pnginfo, parameters)
+    assert payload.dropped == ()
+    values = read_exif(payload.data)
+    assert (json.loads(values.prompt) if values.prompt is not None else None) == prompt
+    assert (json.loads(values.workflow) if values.workflow is not None else None) == workflow
+    assert {k: json.loads(v) for k, v in (values.extra or {}).items()} == extra
+    assert values.parameters == parameters
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prompt=st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+    parameters=st.text(max_size=3000).map(lambda text: f"{text}\nSteps: 20"),
+    limit=st.integers(200, 65_533),
+)
+def test_build_exif_never_exceeds_its_limit_and_names_what_it_dropped(prompt, parameters, limit) -> None:
+    payload = build_exif(prompt, {"workflow": {"nodes": ["w" * 500]}}, parameters, limit=limit)
+    kept = read_exif(payload.data)
+    assert len(payload.data) <= limit or set(payload.dropped) == {"prompt", "workflow", "parameters"}
+    assert ("prompt" in payload.dropped) == (kept.prompt is None)
+    assert ("workflow" in payload.dropped) == (kept.workflow is None)
+    assert ("parameters" in payload.dropped) == (kept.parameters is None)
+    # Dropped in DROP_ORDER: never a later group while an earlier one is kept.
+    order = [g for g in DROP_ORDER if g != "extra"]
+    dropped = [g for g in order if g in payload.dropped]
+    assert dropped == order[: len(dropped)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), fmt=st.sampled_from(["jpeg", "webp"]))
+def test_damaged_exif_is_a_problem_never_an_exception(tmp_path: Path, data, fmt: str) -> None:
+    exif = bytearray(build_exif({"1": {"class_type": "K"}}, {"workflow": {"n": 1}}, INFOTEXT).data)
+    for _ in range(data.draw(st.integers(1, 8))):
+        at = data.draw(st.integers(6, len(exif) - 1))
+        exif[at] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        exif = exif[: data.draw(st.integers(6, len(exif)))]
+    path = tmp_path / f"damaged.{fmt}"
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format=fmt.upper(), exif=bytes(exif))
+    path.write_bytes(buf.getvalue())
+    meta = read_metadata(path)
+    assert meta.format == fmt and meta.unreadable is None
+    assert all(isinstance(problem, str) and "\n" not in problem for problem in meta.problems)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-be", "utf-16-le"])
+def test_an_infotext_of_characters_whose_low_byte_is_zero_keeps_its_byte_order(encoding: str) -> None:
+    # U+4E00 and friends put a zero byte where little-endian ASCII would: only the settings
+    # line tells the order.
+    text = "一" * 40 + "\nSteps: 20, Sampler: Euler"
+    assert decode_user_comment(b"UNICODE\x00" + text.encode(encoding)) == text
+
+
+def exif_claiming(count: int) -> bytes:
+    """EXIF whose IFD0 ImageWidth (a LONG) claims ``count`` values."""
+    data = bytearray(piexif.dump({"0th": {piexif.ImageIFD.ImageWidth: 8, piexif.ImageIFD.Make: b"x"}}))
+    tiff = 6
+    (ifd0,) = struct.unpack_from(">I", data, tiff + 4)
+    (entries,) = struct.unpack_from(">H", data, tiff + ifd0)
+    for i in range(entries):
+        at = tiff + ifd0 + 2 + 12 * i
+        if struct.unpack_from(">H", data, at)[0] == piexif.ImageIFD.ImageWidth:
+            struct.pack_into(">HI", data, at + 2, 4, count)
+    return bytes(data)
+
+
+EXIF_RSS_PROBE = """
+import json, resource, sys
+from runtime_metadata.writers.read import read_metadata
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+meta = read_metadata(sys.argv[1])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps([(after - before) * 1024, meta.problems]))
+"""
+
+
+def test_an_exif_entry_claiming_billions_of_values_is_refused_before_piexif_allocates(tmp_path: Path) -> None:
+    # piexif builds a struct format of one letter per claimed value: 4 GB for this entry.
+    path = tmp_path / "claims.jpg"
+    Image.new("RGB", (8, 8)).save(path, format="JPEG", exif=exif_claiming(0xFFFF_FFF0))
+    out = subprocess.run([sys.executable, "-c", EXIF_RSS_PROBE, str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    growth, problems = json.loads(out.stdout)
+    assert problems == [
+        "EXIF unreadable: ValueError: tag 0x0100 claims 4294967280 values, more than the EXIF's 38 bytes hold"
+    ]
+    assert growth < 64 << 20, f"reading took {growth >> 20} MiB more"

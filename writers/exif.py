@@ -65,14 +65,28 @@ def decode_user_comment(value: bytes) -> str | None:
     """The text of a UserComment in any of the three common encodings; None if empty."""
     code, body = value[:8], value[8:]
     if code == UNICODE_PREFIX:
-        # Big-endian is what we and A1111 write. Little-endian (some tools) shows as zero
-        # bytes at odd positions: an infotext always ends with an ASCII settings line.
-        little = body[:2] == b"\xff\xfe" or body[1::2].count(0) > body[0::2].count(0)
-        text = body.decode("utf-16-le" if little else "utf-16-be", errors="replace").lstrip("\ufeff")
-        return text or None
+        return _utf16_text(body) or None
     if code.rstrip(b"\x00") in (b"ASCII", b""):
         return body.decode("utf-8", errors="replace").rstrip("\x00") or None
     return value.decode("utf-8", errors="replace") or None
+
+
+#: What starts A1111's settings line; it tells the byte order of a UserComment without a BOM.
+_SETTINGS = "Steps: "
+
+
+def _utf16_text(body: bytes) -> str:
+    """A UNICODE UserComment's text: big-endian (what we and A1111 write) or little-endian (some tools)."""
+    if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return body[2:].decode("utf-16-le" if body[:2] == b"\xff\xfe" else "utf-16-be", errors="replace")
+    big = body.decode("utf-16-be", errors="replace")
+    little = body.decode("utf-16-le", errors="replace")
+    # An infotext has an ASCII settings line: whichever order reads it is the right one. Only
+    # without one, count zero bytes (ASCII in little-endian has them at odd positions); a text
+    # made of characters like U+4E00 alone is ambiguous and read as big-endian.
+    if (_SETTINGS in big) != (_SETTINGS in little):
+        return big if _SETTINGS in big else little
+    return little if body[1::2].count(0) > body[0::2].count(0) else big
 
 
 def _tagged(key: str, value: Any) -> str:
@@ -188,6 +202,42 @@ def add_exif_next_ifd(data: bytes) -> bytes:
     return data[:6] + bytes(tiff)
 
 
+#: Pointers to the sub-IFDs piexif reads: Exif and GPS from IFD0, Interoperability from Exif.
+_SUB_IFDS = {piexif.ImageIFD.ExifTag, piexif.ImageIFD.GPSTag, piexif.ExifIFD.InteroperabilityTag}
+
+
+def exif_bounds_problem(data: bytes) -> str | None:
+    """Why piexif must not be given ``data``, or None: an entry claiming more values than the EXIF holds.
+
+    piexif builds a struct format of ``count`` letters from the count it reads, so one entry
+    claiming four billion LONGs asks for gigabytes whatever the file's size. Every IFD piexif
+    reads (IFD0, Exif, GPS, Interoperability, IFD1) is checked first, in O(entries).
+    """
+    tiff = data[6:] if data.startswith(b"Exif\x00\x00") else data
+    endian = {b"MM": ">", b"II": "<"}.get(bytes(tiff[:2]))
+    if endian is None or len(tiff) < 8:
+        return None  # piexif refuses these itself, cheaply
+    (ifd0,) = struct.unpack_from(endian + "I", tiff, 4)
+    pending, seen = [ifd0], set()
+    while pending:
+        at = pending.pop()
+        if at == 0 or at in seen or at + 2 > len(tiff):  # 0: no such IFD
+            continue
+        seen.add(at)
+        (count,) = struct.unpack_from(endian + "H", tiff, at)
+        if at + 2 + 12 * count > len(tiff):
+            return f"an IFD at byte {at} claims {count} entries past the end of the EXIF"
+        for i in range(count):
+            tag, kind, n, value = struct.unpack_from(endian + "HHII", tiff, at + 2 + 12 * i)
+            if n * _TYPE_SIZES.get(kind, 1) > len(tiff):
+                return f"tag 0x{tag:04X} claims {n} values, more than the EXIF's {len(tiff)} bytes hold"
+            if tag in _SUB_IFDS:
+                pending.append(value)
+        if at == ifd0 and at + 6 + 12 * count <= len(tiff):
+            pending.append(struct.unpack_from(endian + "I", tiff, at + 2 + 12 * count)[0])  # IFD1
+    return None
+
+
 @dataclass(frozen=True)
 class ExifValues:
     """What this package reads back from EXIF."""
@@ -203,6 +253,9 @@ def read_exif(data: bytes) -> ExifValues:
     if not data.startswith(b"Exif\x00\x00"):
         # WebP's EXIF chunk is bare TIFF; piexif wants the JPEG-style header.
         data = b"Exif\x00\x00" + data
+    problem = exif_bounds_problem(data)
+    if problem is not None:
+        raise ValueError(problem)
     loaded = piexif.load(data)
     prompt: str | None = None
     workflow: str | None = None

@@ -99,6 +99,8 @@ def read_metadata(path: str | os.PathLike[str], *, follow_sidecar: bool = True) 
     document_text = _read_png(meta, found) if meta.format == "png" else _read_exif_xmp(meta, found)
     if document_text is not None:
         _read_document(meta, document_text, follow_sidecar)
+    # One line per problem: messages of piexif and the JSON decoders can span several.
+    meta.problems = [" ".join(problem.split()) for problem in meta.problems]
     return meta
 
 
