@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from . import capture, config
 from .capture import comfy
 from .capture.secrets import plain_secrets, redact_for_image, redact_json
 from .events.log import read_log
 from .events.schema import NodeInputs
-from .projections.document import build_document, parser_document
-from .projections.reconcile import format_disagreement
+from .projections.document import Document, build_document, parser_document
+from .projections.reconcile import Disagreement, format_disagreement
 from .projections.rules import INT_MATH_NODE, INT_MATH_OPS, SAVE_NODE, SWITCH_NODE, int_math
 from .version import __version__
 from .writers import hashes
 from .writers.a1111 import parameters as a1111_parameters
-from .writers.save import FORMATS, save_image
+from .writers.save import FORMATS, ImageFormat, save_image
 
 log = logging.getLogger("runtime_metadata")
 
@@ -35,7 +38,7 @@ def _to_pil(image: Any) -> Any:
     return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
 
 
-def build_save_document(prompt: Any, unique_id: str, capture_choice: str, call_index: int = 0) -> dict[str, Any]:
+def build_save_document(prompt: Any, unique_id: str, capture_choice: str, call_index: int = 0) -> Document:
     """This save node's document: from its own run's log when captured, else the static parse.
 
     ``call_index``: how many times this node's function already ran in this execution; when
@@ -84,9 +87,9 @@ def infotext_generation(generation: dict[str, Any], use_cache: bool) -> dict[str
     return out
 
 
-def _report_disagreements(document: dict[str, Any], cfg: config.Config) -> None:
+def _report_disagreements(disagreements: list[Disagreement], cfg: config.Config) -> None:
     if cfg.debug and cfg.log_disagreements:
-        for item in document.get("ai_info", {}).get("disagreements", []):
+        for item in disagreements:
             log.info("%s", format_disagreement(item))
 
 
@@ -110,6 +113,78 @@ def _credential_free(
     except Exception:  # never write what could not be cleaned
         log.exception("[runtime-metadata] could not redact credentials; the image keeps no prompt or workflow")
         return None
+
+
+_EXT = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One image file a save writes: its name, its path, and ComfyUI's UI record of it."""
+
+    name: str
+    path: str
+    ui: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SavePlan:
+    """What a save writes, decided before anything is built or written."""
+
+    fmt: ImageFormat
+    files: tuple[PlannedFile, ...]
+    #: ComfyUI's own chunks as the images will carry them.
+    prompt: Any
+    extra_pnginfo: dict[str, Any] | None
+    #: The credential-free prompt the document is built from; None: the images get no document.
+    document_prompt: Any
+    #: Credentials found, kept out of the document too.
+    secrets: frozenset[str]
+
+
+def comfyui_chunks(extra_pnginfo: Any, embed_workflow: bool) -> dict[str, Any] | None:
+    """ComfyUI's ``extra_pnginfo`` as the image will carry it (a copy; the workflow left out if asked)."""
+    pnginfo = dict(extra_pnginfo) if isinstance(extra_pnginfo, dict) else None
+    if pnginfo is not None and not embed_workflow:
+        pnginfo.pop("workflow", None)
+    return pnginfo
+
+
+def plan_save(
+    count: int,
+    requested_format: str,
+    target: tuple[str, str, int, str],
+    *,
+    with_metadata: bool,
+    prompt: Any,
+    extra_pnginfo: dict[str, Any] | None,
+    keep_api_keys: bool,
+    clean: tuple[Any, Any, frozenset[str]] | None,
+) -> SavePlan:
+    """The files, chunks and document source of a save of ``count`` images (pure).
+
+    ``target`` is ComfyUI's ``(folder, filename, counter, subfolder)`` for the prefix;
+    ``clean`` is the credential-free ``(prompt, extra_pnginfo, secrets)``, or None when metadata
+    is off or the credentials could not be taken out (then the images carry neither chunk).
+    """
+    fmt: ImageFormat = next((f for f in FORMATS if f == requested_format), "png")
+    folder, filename, counter, subfolder = target
+    files = []
+    for batch_number in range(count):
+        name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter + batch_number:05}_.{_EXT[fmt]}"
+        files.append(
+            PlannedFile(name, os.path.join(folder, name), {"filename": name, "subfolder": subfolder, "type": "output"})
+        )
+    if with_metadata and not keep_api_keys:
+        prompt, extra_pnginfo = clean[:2] if clean is not None else (None, None)
+    return SavePlan(
+        fmt,
+        tuple(files),
+        prompt,
+        extra_pnginfo,
+        clean[0] if clean is not None else None,
+        clean[2] if clean is not None else frozenset(),
+    )
 
 
 class SaveImageRuntimeMetadata:
@@ -186,49 +261,31 @@ class SaveImageRuntimeMetadata:
         except Exception:  # the configuration never costs an image
             log.exception("[runtime-metadata] configuration unreadable; using defaults")
             cfg = config.Config()
-        fmt = format if format in FORMATS else "png"
         height, width = int(images[0].shape[0]), int(images[0].shape[1])
-        folder, filename, counter, subfolder, _ = comfy.save_image_path(filename_prefix, width, height)
+        target = comfy.save_image_path(filename_prefix, width, height)[:4]
         with_metadata = not comfy.metadata_disabled()
-        pnginfo = dict(extra_pnginfo) if isinstance(extra_pnginfo, dict) else None
-        if pnginfo is not None and not embed_workflow:
-            pnginfo.pop("workflow", None)
-        document: dict[str, Any] | None = None
-        parameters: str | None = None
+        pnginfo = comfyui_chunks(extra_pnginfo, embed_workflow)
         clean = _credential_free(prompt, pnginfo, (auth_token_comfy_org, api_key_comfy_org)) if with_metadata else None
-        secrets: frozenset[str] = clean[2] if clean is not None else frozenset()
-        if with_metadata and not keep_api_keys:
-            prompt, pnginfo = clean[:2] if clean is not None else (None, None)
-        if clean is not None:
-            try:
-                document = build_save_document(clean[0], str(unique_id), capture, self._next_call(unique_id))
-                # The run's log holds no credential (capture redacts them): this changes
-                # nothing there, and keeps a value pasted elsewhere out of a parsed document.
-                document = redact_json(document, secrets)
-                _report_disagreements(document, cfg)
-                if not embed_runtime:
-                    document.pop("runtime", None)
-            except Exception:  # the image is always saved
-                log.exception("[runtime-metadata] could not build the metadata document; saving without it")
-                document = None
-            if document is not None:
-                try:  # an unreadable model file costs the A1111 string, not the document
-                    generation = document["ai_info"]["generation"]
-                    parameters = a1111_parameters(infotext_generation(generation, cfg.enable_hash_cache))
-                except Exception:  # the image is always saved
-                    log.exception("[runtime-metadata] could not build the A1111 parameters; saving without them")
-        results = []
-        for batch_number, image in enumerate(images):
-            name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.{_EXT[fmt]}"
-            path = os.path.join(folder, name)
+        plan = plan_save(
+            len(images),
+            format,
+            target,
+            with_metadata=with_metadata,
+            prompt=prompt,
+            extra_pnginfo=pnginfo,
+            keep_api_keys=keep_api_keys,
+            clean=clean,
+        )
+        document, parameters = self._metadata(plan, str(unique_id), capture, embed_runtime, cfg)
+        for file, image in zip(plan.files, images, strict=True):
             pil = _to_pil(image)
             try:
                 save_image(
                     pil,
-                    path,
-                    fmt,
-                    prompt=prompt,
-                    extra_pnginfo=pnginfo,
+                    file.path,
+                    plan.fmt,
+                    prompt=plan.prompt,
+                    extra_pnginfo=plan.extra_pnginfo,
                     document=document,
                     parameters=parameters,
                     inline_size_limit_kb=cfg.inline_size_limit_kb,
@@ -237,23 +294,44 @@ class SaveImageRuntimeMetadata:
                     metadata=with_metadata,
                 )
             except Exception:  # never lose the image over its metadata
-                log.exception("[runtime-metadata] saving %s with full metadata failed; saving with ComfyUI's own", name)
+                log.exception(
+                    "[runtime-metadata] saving %s with full metadata failed; saving with ComfyUI's own", file.name
+                )
                 save_image(
                     pil,
-                    path,
-                    fmt,
-                    prompt=prompt,
-                    extra_pnginfo=pnginfo,
+                    file.path,
+                    plan.fmt,
+                    prompt=plan.prompt,
+                    extra_pnginfo=plan.extra_pnginfo,
                     quality=quality,
                     lossless=lossless,
                     metadata=with_metadata,
                 )
-            results.append({"filename": name, "subfolder": subfolder, "type": "output"})
-            counter += 1
-        return {"ui": {"images": results}}
+        return {"ui": {"images": [file.ui for file in plan.files]}}
 
-
-_EXT = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+    def _metadata(
+        self, plan: SavePlan, unique_id: str, capture: str, embed_runtime: bool, cfg: config.Config
+    ) -> tuple[Document | None, str | None]:
+        """The document and the A1111 string the plan asks for; None for what could not be built."""
+        if plan.document_prompt is None:
+            return None, None
+        try:
+            document = build_save_document(plan.document_prompt, unique_id, capture, self._next_call(unique_id))
+            # The run's log holds no credential (capture redacts them): this changes
+            # nothing there, and keeps a value pasted elsewhere out of a parsed document.
+            document = redact_json(document, plan.secrets)
+            _report_disagreements(document.ai_info.disagreements, cfg)
+            if not embed_runtime:
+                document = msgspec.structs.replace(document, runtime=None)
+        except Exception:  # the image is always saved
+            log.exception("[runtime-metadata] could not build the metadata document; saving without it")
+            return None, None
+        try:  # an unreadable model file costs the A1111 string, not the document
+            parameters = a1111_parameters(infotext_generation(document.ai_info.generation, cfg.enable_hash_cache))
+        except Exception:  # the image is always saved
+            log.exception("[runtime-metadata] could not build the A1111 parameters; saving without them")
+            parameters = None
+        return document, parameters
 
 
 def _capture_on() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runtime_metadata.projections.reconcile import generation_document
+from runtime_metadata.projections.reconcile import reconcile
 from runtime_metadata.projections.workflow import parse_generation
 
 SIZES = (500, 1000, 2000)
@@ -104,8 +104,8 @@ def test_static_parse_of_diamond_dags(benchmark, size: int) -> None:
 
 @pytest.mark.parametrize("size", SIZES)
 def test_parser_document_of_diamond_dags(benchmark, size: int) -> None:
-    """``generation_document`` without a run: what the save node embeds with capture off."""
+    """``reconcile`` without a run: what the save node embeds with capture off."""
     prompt = diamond_prompt(size)
-    doc = benchmark(generation_document, prompt, None, SAVE)
-    assert doc["generation"]["sampler"]["seed"] == expected_seed(prompt)
+    doc = benchmark(reconcile, prompt, None, SAVE)
+    assert doc.generation["sampler"]["seed"] == expected_seed(prompt)
     _record(benchmark, "parser_document", size)

@@ -21,7 +21,7 @@ from runtime_metadata.events.schema import (
     RunFinished,
     RunStarted,
 )
-from runtime_metadata.projections.reconcile import generation_document
+from runtime_metadata.projections.reconcile import reconcile
 from runtime_metadata.projections.runtime import project
 
 N_LORAS = 490
@@ -120,12 +120,12 @@ def test_fold_and_reconcile_500_nodes(benchmark, run):
     prompt, events = run
 
     def fold_and_reconcile() -> dict[str, Any]:
-        return generation_document(prompt, project(None, events), SAVE)
+        return reconcile(prompt, project(None, events), SAVE)
 
     doc = benchmark(fold_and_reconcile)
-    assert len(doc["generation"]["loras"]) == N_LORAS
-    assert doc["generation"]["sampler"]["seed"] == 1007
-    assert doc["disagreements"] == []
+    assert len(doc.generation["loras"]) == N_LORAS
+    assert doc.generation["sampler"]["seed"] == 1007
+    assert doc.disagreements == []
     _ratio(benchmark, "fold_and_reconcile_500", "baseline_decode_500", len(events))
 
 
@@ -133,5 +133,5 @@ def test_reconcile_only_500_nodes(benchmark, run):
     """The reconciler alone, on an already folded state (what a second save node pays)."""
     prompt, events = run
     state = project(None, events)
-    benchmark(generation_document, prompt, state, SAVE)
+    benchmark(reconcile, prompt, state, SAVE)
     _ratio(benchmark, "reconcile_500", "baseline_decode_500", len(events))

@@ -50,7 +50,8 @@ def plain_secrets(values: Iterable[Any]) -> frozenset[str]:
 
 
 def redact_json(value: Any, secrets: Collection[str]) -> Any:
-    """``value`` (JSON data) with every secret replaced, in strings and keys; never mutated.
+    """``value`` (JSON data, or msgspec Structs holding it) with every secret replaced, in
+    strings and keys; never mutated.
 
     Returns ``value`` itself when nothing had to change, so the common case copies nothing;
     whether anything has to is answered first on the value's JSON text, at C speed.
@@ -105,6 +106,14 @@ class _Finder:
             if all(nk is k and nv is v for (nk, nv), (k, v) in zip(pairs, value.items(), strict=True)):
                 return value
             return dict(pairs)
+        if isinstance(value, msgspec.Struct):  # a typed document: each field, the Struct kept
+            changed = {}
+            for name in value.__struct_fields__:
+                old = getattr(value, name)
+                new = self.redact(old)
+                if new is not old:
+                    changed[name] = new
+            return msgspec.structs.replace(value, **changed) if changed else value
         if isinstance(value, (list, tuple, dict, str)):  # subclasses, tuples: rebuilt as plain JSON
             return self.redact(json.loads(json.dumps(value, default=str)))
         return value

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from ..events.schema import AnyEvent, NodeInputs, RunStarted
 from ..prompt_graph import class_type
-from .reconcile import generation_document
+from .reconcile import Reconciliation, reconcile
 from .runtime import DOCUMENT_SCHEMA, RunState, project, runtime_document
 
 #: Keys of ``runtime.timing`` that schema 1 named differently: new name -> schema 1's.
@@ -21,72 +23,72 @@ def events_for_save(events: list[AnyEvent], node_id: str) -> list[AnyEvent]:
     return events
 
 
-def _ai_info(recon: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "generation": recon["generation"],
-        "sources": recon["sources"],
-        "disagreements": recon["disagreements"],
-        "unresolved": recon["unresolved"],
-        "parser": recon["parser"],
-        "runtime": recon["runtime"],
-    }
+class Provenance(msgspec.Struct, frozen=True):
+    """What made the document: whether a run was captured, and the versions involved."""
+
+    #: ``parser`` when no run was captured, ``parser+runtime`` when one was.
+    capture_mode: str
+    comfyui: str
+    plugin: str
+    environment: dict[str, str]
 
 
-def build_document(events: list[AnyEvent], saved_by: str, list_index: int | None = None) -> dict[str, Any]:
+class Document(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The document a save node embeds. It stays typed until it is encoded (``canonical``), once."""
+
+    schema: int
+    ai_info: Reconciliation
+    provenance: Provenance
+    #: The run's block (``runtime_document``); absent without a captured run, or when left out.
+    runtime: dict[str, Any] | None = None
+
+
+def build_document(events: list[AnyEvent], saved_by: str, list_index: int | None = None) -> Document:
     """The full embedded document for the save node ``saved_by``, live and on replay alike.
 
     ``list_index``: which call of the save node this is when it runs over a batch list (one
     image per item); the generation then holds that item's values, not the whole list.
     """
     state = project(None, events_for_save(events, saved_by))
-    recon = generation_document(state.prompt, state, saved_by, list_index=list_index)
     runtime = runtime_document(state, saved_by=saved_by)
     if list_index is not None:
         runtime["saved_by"]["list_index"] = list_index
-    return {
-        "schema": DOCUMENT_SCHEMA,
-        "ai_info": _ai_info(recon),
-        "runtime": runtime,
-        "provenance": _provenance(state, recon["capture_mode"]),
-    }
+    return Document(
+        schema=DOCUMENT_SCHEMA,
+        ai_info=reconcile(state.prompt, state, saved_by, list_index=list_index),
+        provenance=_provenance(state, "parser+runtime"),
+        runtime=runtime,
+    )
 
 
-def parser_document(prompt: dict[str, Any], saved_by: str, environment: dict[str, str], plugin: str) -> dict[str, Any]:
+def parser_document(prompt: dict[str, Any], saved_by: str, environment: dict[str, str], plugin: str) -> Document:
     """The document when no run was captured: the static parse of the prompt only."""
-    recon = generation_document(prompt, None, saved_by)
     state = RunState(prompt=prompt, plugin=plugin, environment=environment, comfyui=environment.get("comfyui", ""))
-    return {
-        "schema": DOCUMENT_SCHEMA,
-        "ai_info": _ai_info(recon),
-        "provenance": _provenance(state, recon["capture_mode"]),
-    }
+    return Document(
+        schema=DOCUMENT_SCHEMA,
+        ai_info=reconcile(prompt, None, saved_by),
+        provenance=_provenance(state, "parser"),
+    )
 
 
-def _provenance(state: RunState, capture_mode: str) -> dict[str, Any]:
-    return {
-        "capture_mode": capture_mode,
-        "comfyui": state.comfyui,
-        "plugin": state.plugin,
-        "environment": dict(sorted(state.environment.items())),
-    }
+def _provenance(state: RunState, capture_mode: str) -> Provenance:
+    return Provenance(capture_mode, state.comfyui, state.plugin, dict(sorted(state.environment.items())))
 
 
-def as_schema(doc: dict[str, Any], schema: Any) -> dict[str, Any]:
+def as_schema(doc: Document, schema: Any) -> Document:
     """``doc`` as a plugin writing ``schema`` wrote it, so that replay can check older images byte for byte.
 
     Only schema 1 differs (two timing keys); any other value leaves ``doc`` as it is.
     """
     if schema != 1:
         return doc
-    out = {**doc, "schema": 1}
-    runtime = doc.get("runtime")
-    if isinstance(runtime, dict):
+    runtime = doc.runtime
+    if runtime is not None:
         timing = runtime.get("timing")
         runtime = {**runtime, "schema": 1}
         if isinstance(timing, dict):
             runtime["timing"] = {SCHEMA_1_TIMING_KEYS.get(k, k): v for k, v in timing.items()}
-        out["runtime"] = runtime
-    return out
+    return msgspec.structs.replace(doc, schema=1, runtime=runtime)
 
 
 def save_nodes(events: list[AnyEvent], class_types: frozenset[str]) -> list[str]:

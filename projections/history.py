@@ -220,9 +220,9 @@ def _saves(events: Sequence[AnyEvent], prompt: dict[str, Any], save_classes: fro
     events = list(events)
     saves = []
     for node_id in dict.fromkeys(save_nodes(events, save_classes)):  # once per node, in run order
-        doc = build_document(events, node_id)
-        info = doc["ai_info"]
-        saves.append({"node_id": node_id, "generation": info["generation"], "disagreements": info["disagreements"]})
+        info = build_document(events, node_id).ai_info
+        disagreements = msgspec.to_builtins(info.disagreements)  # rows hold JSON data
+        saves.append({"node_id": node_id, "generation": info.generation, "disagreements": disagreements})
     return saves
 
 

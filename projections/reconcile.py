@@ -93,7 +93,10 @@ class Unresolved(msgspec.Struct, frozen=True):
 
 
 class Reconciliation(msgspec.Struct, frozen=True):
-    """Both views, the merge, the source of every merged field, and the differences."""
+    """Both views, the merge, the source of every merged field, and the differences.
+
+    It is the document's ``ai_info`` as it is embedded (see ``document.Document``).
+    """
 
     generation: dict[str, Any]
     sources: dict[str, str]
@@ -101,7 +104,6 @@ class Reconciliation(msgspec.Struct, frozen=True):
     runtime: dict[str, Any] | None
     disagreements: list[Disagreement]
     unresolved: list[Unresolved]
-    capture_mode: str
 
 
 class RuntimeValues:
@@ -278,21 +280,7 @@ def reconcile(
             for path in paths
             if path in merged and merged[path].unknown is not None
         ],
-        capture_mode="parser" if state is None else "parser+runtime",
     )
-
-
-def generation_document(
-    prompt: Mapping[str, Any],
-    state: RunState | None,
-    saved_by: str,
-    *,
-    rules: Mapping[str, Rule] = RULES,
-    list_index: int | None = None,
-) -> dict[str, Any]:
-    """``reconcile`` as a JSON-ready dict (disagreements as dicts, in path order)."""
-    doc: dict[str, Any] = msgspec.to_builtins(reconcile(prompt, state, saved_by, rules=rules, list_index=list_index))
-    return doc
 
 
 def _show(value: Any) -> str:
@@ -304,11 +292,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= LOG_VALUE_CHARS else text[: LOG_VALUE_CHARS - 1] + "…"
 
 
-def format_disagreement(d: Disagreement | Mapping[str, Any]) -> str:
+def format_disagreement(d: Disagreement) -> str:
     """The log line for one disagreement, each value cut to ``LOG_VALUE_CHARS`` characters."""
-    if isinstance(d, Disagreement):
-        path, parser, runtime = d.path, d.parser, d.runtime
-    else:
-        path, parser, runtime = d["path"], d["parser"], d["runtime"]
-    shown = f"parser={_show(parser)} → runtime={_show(runtime)}"
-    return f"{LOG_PREFIX} Disagreement at '{path}': {shown}"
+    return f"{LOG_PREFIX} Disagreement at '{d.path}': parser={_show(d.parser)} → runtime={_show(d.runtime)}"

@@ -49,7 +49,7 @@ named after the role (``FALLBACK_FOLLOW``), so model patches, latent upscales an
 conditioning nodes of other packs need no entry.
 
 Extending for another node pack: build a new table and pass it as ``rules=`` to
-``workflow.parse_generation`` / ``reconcile.generation_document``::
+``workflow.parse_generation`` / ``reconcile.reconcile``::
 
     from runtime_metadata.projections.rules import RULES, Node, PassThrough, Switch, extend
 

@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from runtime_metadata.canonical import encode_document
 from runtime_metadata.cli import build_parser, main
 from runtime_metadata.events.log import write_log_file
 from runtime_metadata.events.schema import NodeFinished, NodeInputs, NodeStarted, RunFinished, RunStarted
@@ -55,7 +57,7 @@ def test_replay_prints_the_document_and_check_accepts_the_matching_image(tmp_pat
 def test_check_says_where_a_tampered_document_differs(tmp_path: Path, capsys) -> None:
     log = tmp_path / "p-1.rtlog"
     write_log_file(log, run_events())
-    doc = build_document(run_events(), "4")
+    doc = msgspec.to_builtins(build_document(run_events(), "4"))  # as JSON, to tamper with
     doc["runtime"]["nodes"][0]["inputs"]["a"] = 17
     image = tmp_path / "img.jpg"
     save_image(Image.new("RGB", (8, 8)), image, "jpeg", document=doc)
@@ -99,7 +101,7 @@ def test_not_a_log_and_not_an_image_are_clear_errors(tmp_path: Path, capsys) -> 
 def test_check_compares_the_stored_bytes_inline_or_in_a_sidecar(tmp_path: Path, capsys) -> None:
     log = tmp_path / "p-1.rtlog"
     write_log_file(log, run_events())
-    doc = build_document(run_events(), "4")
+    doc = msgspec.to_builtins(build_document(run_events(), "4"))  # as JSON, to store by hand too
     sidecar_image = tmp_path / "side.webp"
     result = save_image(Image.new("RGB", (8, 8)), sidecar_image, "webp", document=doc, inline_size_limit_kb=0)
     assert result.sidecar is not None
@@ -611,9 +613,9 @@ def test_doctor_escapes_what_the_server_says(capsys) -> None:
 # --- One set of key names, and documents of schema 1 still read and check -----------------------
 
 
-def schema_1(doc: dict[str, Any]) -> dict[str, Any]:
+def schema_1(doc: Any) -> dict[str, Any]:
     """What the plugin embedded before schema 2 (written out here, not by the code under test)."""
-    legacy = json.loads(json.dumps(doc))
+    legacy = json.loads(encode_document(doc))
     legacy["schema"] = legacy["runtime"]["schema"] = 1
     timing = legacy["runtime"]["timing"]
     timing["executed_nodes"] = timing.pop("nodes_executed")

@@ -7,7 +7,7 @@ import copy
 from runtime_metadata.canonical import encode_document
 from runtime_metadata.events.log import MemoryLog, read_log
 from runtime_metadata.events.schema import NODE_STATUSES, RUN_STATUSES, NodeFinished, NodeStarted
-from runtime_metadata.projections.document import build_document, events_for_save
+from runtime_metadata.projections.document import build_document, events_for_save, parser_document
 from runtime_metadata.projections.runtime import canonical_json, project, runtime_document
 from runtime_metadata.prompt_graph import ancestors
 
@@ -70,9 +70,12 @@ def test_the_save_document_is_built_from_the_prefix_the_save_node_saw(events):
     prefix = events_for_save(events, "4")
     assert prefix == events[:10]
     doc = build_document(events, "4")
-    assert doc["runtime"]["status"] == "running"
-    assert "hooks" not in doc["runtime"]["timing"]
-    assert doc["provenance"]["capture_mode"] == "parser+runtime"
+    assert doc.runtime is not None and doc.runtime["status"] == "running"
+    assert "hooks" not in doc.runtime["timing"]
+    assert doc.provenance.capture_mode == "parser+runtime"
+    static = parser_document(events[0].prompt, "4", {"comfyui": "test"}, "0.1.0")
+    assert static.provenance.capture_mode == "parser" and static.runtime is None
+    assert b'"runtime":' not in encode_document(static).split(b'"provenance"')[1]  # no runtime block at all
 
 
 def test_the_document_encodes_identically_from_a_stored_log(events):
@@ -102,14 +105,14 @@ def test_each_item_of_a_batch_list_gets_its_own_values_in_the_generation():
             literal["seed"] = [7, 8, 9]
         events += [NodeStarted(nid, node["class_type"], 1), NodeInputs(nid, 2, literal, calls)]
     whole = build_document(events, "9")
-    assert whole["ai_info"]["generation"]["sampler"]["seed"] == [7, 8, 9]
-    assert "list_index" not in whole["runtime"]["saved_by"]
+    assert whole.ai_info.generation["sampler"]["seed"] == [7, 8, 9]
+    assert whole.runtime is not None and "list_index" not in whole.runtime["saved_by"]
     second = build_document(events, "9", list_index=1)
-    assert second["ai_info"]["generation"]["sampler"]["seed"] == 8
-    assert second["ai_info"]["generation"]["sampler"]["steps"] == 20
-    assert second["runtime"]["saved_by"]["list_index"] == 1
+    assert second.ai_info.generation["sampler"]["seed"] == 8
+    assert second.ai_info.generation["sampler"]["steps"] == 20
+    assert second.runtime is not None and second.runtime["saved_by"]["list_index"] == 1
     beyond = build_document(events, "9", list_index=5)  # ComfyUI repeats a short list's last item
-    assert beyond["ai_info"]["generation"]["sampler"]["seed"] == 9
+    assert beyond.ai_info.generation["sampler"]["seed"] == 9
 
 
 def test_a_status_outside_the_schema_is_damage_not_a_document(events):

@@ -96,7 +96,7 @@ def test_the_parser_document_capture_off_stays_linear():
     n = 300
     with calls_bounded(int_math.__code__, 2 * n):
         doc = parser_document(diamond_chain(n), "9", {"comfyui": "test"}, "0.1.0")
-    assert doc["ai_info"]["generation"]["sampler"]["seed"] == 7
+    assert doc.ai_info.generation["sampler"]["seed"] == 7
 
 
 def test_the_save_nodes_document_capture_on_stays_linear():
@@ -106,9 +106,9 @@ def test_the_save_nodes_document_capture_on_stays_linear():
     # The parser view and the merged view each resolve the chain once.
     with calls_bounded(int_math.__code__, 3 * n):
         doc = build_document(events, "9")
-    assert doc["ai_info"]["parser"]["sampler"]["seed"] == 7
-    assert doc["ai_info"]["generation"]["sampler"]["seed"] == 7
-    assert doc["ai_info"]["disagreements"] == []
+    assert doc.ai_info.parser["sampler"]["seed"] == 7
+    assert doc.ai_info.generation["sampler"]["seed"] == 7
+    assert doc.ai_info.disagreements == []
 
 
 def test_a_cycle_of_links_is_reported_as_unfollowable_not_looped():

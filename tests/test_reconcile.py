@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
+
 from runtime_metadata.capture.summary import cut
 from runtime_metadata.events.log import MemoryLog, read_log
 from runtime_metadata.events.schema import (
@@ -20,7 +22,6 @@ from runtime_metadata.projections.reconcile import (
     Disagreement,
     Unresolved,
     format_disagreement,
-    generation_document,
     reconcile,
     same,
 )
@@ -30,6 +31,11 @@ from runtime_metadata.prompt_graph import is_link
 from .cases import SWITCH_BRANCH_1, SWITCH_BRANCH_2, load
 
 STRUCTURE = {"type": "object"}  # what a summarised MODEL / CONDITIONING / LATENT input looks like
+
+
+def generation_document(prompt: dict[str, Any], state: RunState | None, saved_by: str, **kw: Any) -> dict[str, Any]:
+    """``reconcile`` as the JSON data the document embeds as ``ai_info`` (compared whole below)."""
+    return msgspec.to_builtins(reconcile(prompt, state, saved_by, **kw))
 
 
 class Batch(list):
@@ -122,7 +128,6 @@ def test_txt2img_the_run_confirms_every_field_and_7_equals_7_0():
         "runtime": TXT2IMG_RUNTIME,
         "disagreements": [],
         "unresolved": [],
-        "capture_mode": "parser+runtime",
     }
     assert list(doc["sources"]) == sorted(doc["sources"])
 
@@ -134,7 +139,6 @@ def test_without_a_run_the_parser_is_the_document():
     assert doc["runtime"] is None
     assert set(doc["sources"].values()) == {"parser"}
     assert doc["disagreements"] == [] and doc["unresolved"] == []
-    assert doc["capture_mode"] == "parser"
 
 
 LORAS_GENERATION = {
@@ -407,13 +411,8 @@ def test_the_log_line_cuts_each_value_to_50_characters():
         f"[MetadataSaveImage] Disagreement at 'ai_info.generation.positive': parser={'x' * 49}… "
         "→ runtime=line one line two"
     )
-    as_dict = {
-        "path": "ai_info.generation.vae",
-        "parser": "a.safetensors",
-        "runtime": None,
-        "cause": "x",
-    }
-    assert format_disagreement(as_dict) == (
+    absent = Disagreement("ai_info.generation.vae", "a.safetensors", None, "x")
+    assert format_disagreement(absent) == (
         "[MetadataSaveImage] Disagreement at 'ai_info.generation.vae': parser=a.safetensors → runtime=absent"
     )
 

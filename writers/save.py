@@ -120,7 +120,7 @@ def save_image(
     *,
     prompt: Any = None,
     extra_pnginfo: Mapping[str, Any] | None = None,
-    document: Mapping[str, Any] | None = None,
+    document: Mapping[str, Any] | msgspec.Struct | None = None,
     parameters: str | None = None,
     inline_size_limit_kb: int = 32,
     quality: int = 95,
@@ -128,7 +128,12 @@ def save_image(
     metadata: bool = True,
     summary: Mapping[str, Any] | None = None,
 ) -> SaveResult:
-    """Save ``image`` to ``path`` with ComfyUI's, A1111's and the plugin's metadata."""
+    """Save ``image`` to ``path`` with ComfyUI's, A1111's and the plugin's metadata.
+
+    ``document``: JSON data, or the typed document (``projections.document.Document``), which
+    becomes JSON data here, where it is encoded.
+    """
+    data: Mapping[str, Any] | None = msgspec.to_builtins(document) if isinstance(document, msgspec.Struct) else document
     if fmt not in FORMATS:
         raise ValueError(f"unknown image format {fmt!r}; expected one of {FORMATS}")
     target = Path(path)
@@ -139,9 +144,9 @@ def save_image(
 
     dropped: list[str] = []
     content: bytes | None = None
-    if document is not None:
+    if data is not None:
         try:
-            content = encode_document(document)
+            content = encode_document(data)
         except (TypeError, ValueError, msgspec.EncodeError) as exc:
             # The image is always saved; a document that cannot be encoded is reported.
             log.error("[runtime-metadata] document is not JSON-able, saved without it: %s", exc)
@@ -170,14 +175,14 @@ def save_image(
             inline = len(build_xmp(XmpFields(content.decode(), tuple(dropped)))) <= xmp_limit
         if not inline:
             try:
-                pointer = write_sidecar(target, content, schema=(document or {}).get("schema"))
+                pointer = write_sidecar(target, content, schema=(data or {}).get("schema"))
             except (OSError, RuntimeMetadataError) as exc:
                 log.error("[runtime-metadata] sidecar not written, image saved without document: %s", exc)
                 dropped.append("document")
                 embedded = None
             else:
                 sidecar = target.parent / pointer.file
-                embedded = pointer_envelope(pointer, summary if summary is not None else summarize(document or {}))
+                embedded = pointer_envelope(pointer, summary if summary is not None else summarize(data or {}))
 
     text = embedded.decode("utf-8") if embedded is not None else None
     replaced = _sidecar_of(target)
