@@ -60,6 +60,7 @@ const layer = new BadgeLayer(
   },
 );
 const started = new Set();
+let latestStarted = null; // the prompt id of the last run this tab saw start
 const client = createClient((route, options) => api.fetchApi(route, options));
 let panel = null;
 let lastPush = null; // the last end-of-run message received (tests and debugging read it)
@@ -139,6 +140,7 @@ const onExecutionStart = guard("execution_start", (event) => {
   if (promptId) {
     started.add(promptId);
     if (started.size > MAX_STARTED) started.delete(started.values().next().value);
+    latestStarted = promptId;
   }
   layer.clear();
   redraw();
@@ -148,7 +150,9 @@ const onRunFinished = guard("run push", (event) => {
   const run = event?.detail;
   if (!run || !Array.isArray(run.nodes)) return;
   lastPush = run;
-  if (started.has(run.prompt_id)) {
+  // Only the newest run this tab started: the plugin holds end-of-run messages back while
+  // more prompts run, so an earlier run's message can arrive after a later run started.
+  if (started.has(run.prompt_id) && run.prompt_id === latestStarted) {
     layer.setRun(run); // uses last durations from runs before this one
     redraw();
   }

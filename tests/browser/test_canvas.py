@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import DEMO_NODES, assert_shows, badge_value, demo_workflow
+from .helpers import DEMO_NODES, assert_shows, badge_value, demo_workflow, unique_int
 
 
 @pytest.fixture(scope="module")
@@ -96,4 +96,35 @@ def test_the_setting_turns_the_badges_off_and_on(server, page) -> None:
     assert page.redraw() == 0
     page.evaluate(setter, True)
     assert page.redraw() == len(DEMO_NODES)
+    assert page.console.ours() == [], page.console.ours()
+
+
+def test_two_runs_queued_together_leave_the_second_ones_badges(server, page) -> None:
+    """The plugin holds end-of-run messages back while more prompts run: the first run's may come
+    after the second started; it must not bring back the first run's badges."""
+    page.evaluate(
+        """async () => {
+             const { api } = await import('/scripts/api.js');
+             window.__seen = [];
+             api.addEventListener('execution_start', (e) => window.__seen.push(['start', e.detail.prompt_id]));
+             api.addEventListener('runtime_metadata.run',
+               (e) => window.__seen.push(['push', e.detail.prompt_id, window.runtimeMetadata.layer.run?.prompt_id ?? null]));
+           }"""
+    )
+    page.queue()
+    page.set_widget(1, "a", unique_int())  # the second prompt differs: nothing cached
+    page.queue()
+    page.page.wait_for_function("window.__seen.filter((s) => s[0] === 'push').length >= 2", timeout=120_000)
+    seen = page.evaluate("window.__seen")
+    first, second = [s[1] for s in seen if s[0] == "start"][:2]
+    # Whenever a message arrived, the badges showed the newest started run or none at all.
+    for i, item in enumerate(seen):
+        if item[0] == "push":
+            newest = [s[1] for s in seen[:i] if s[0] == "start"][-1]
+            assert item[2] in (None, newest), seen
+    assert page.evaluate("window.runtimeMetadata.layer.run?.prompt_id") == second
+    nodes = recorded(server, second)
+    for node_id, node in nodes.items():
+        assert_shows(page.badges()[node_id], "", node["duration_ms"])
+    assert first != second
     assert page.console.ours() == [], page.console.ours()
