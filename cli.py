@@ -810,7 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--url", help="ComfyUI's address, e.g. http://127.0.0.1:8188 or localhost:8188")
     doctor.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=DOCTOR_TIMEOUT_S,
         metavar="SECONDS",
         help=f"give up on --url after this long in all (default: {DOCTOR_TIMEOUT_S:g})",
@@ -818,6 +818,17 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
     add_history_commands(sub)
     return parser
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
 
 
 def _quiet_broken_pipe() -> None:

@@ -648,3 +648,12 @@ def test_an_image_saved_with_schema_1_still_reads_and_checks_byte_for_byte(tmp_p
         [{"timing": {"executed_nodes": 3, "cached_nodes": 1}}, {"timing": {"nodes_executed": 2, "nodes_cached": 5}}]
     )
     assert (stats["nodes_executed"], stats["nodes_cached"]) == (5, 6)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "soon"])
+def test_doctor_timeout_must_be_a_positive_number_of_seconds(capsys, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["doctor", "--url", "localhost:1", "--timeout", value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("runtime-metadata doctor: error: argument --timeout: ")
