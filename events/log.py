@@ -431,6 +431,7 @@ class _Damages:
 
 
 _ARRAY32 = struct.Struct(">BI")
+TORN_RECORD = "torn tail: the last record is incomplete"
 
 
 class _BlockReader:
@@ -562,13 +563,14 @@ class _BlockReader:
 
     def _lose(self, offset: int, length: int, reason: str) -> None:
         if self._start >= 0:  # the open record loses a fragment: all of it is lost
-            self._drop(offset, "record lost with a damaged fragment")
+            torn = reason.startswith("torn tail")
+            self._drop(offset, TORN_RECORD if torn else "record lost with a damaged fragment")
         self.damage.add(offset, length, reason)
 
     def close(self, end: int) -> None:
         """The log ends at ``end``: a record still open is a torn tail."""
         if self._start >= 0:
-            self._drop(end, "torn tail: the last record is incomplete")
+            self._drop(end, TORN_RECORD)
 
 
 def _check_header(data: bytes) -> int:
