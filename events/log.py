@@ -23,8 +23,9 @@ written. Each stretch lost is reported.
 Versions 1 to 3 (one length-prefixed frame per event, or per batch, anywhere in the file) are
 still read. Their frames have no boundaries to resynchronise on, so after damage the reader
 looks for the next frame byte by byte, checking only candidates that start like a frame of
-events, and checksums at most ``LEGACY_SCAN_FACTOR`` times the file's size in all; if that is
-spent, the rest of the file is reported as not scanned instead of costing quadratic time.
+events (and, when they claim more than a block, are followed by another such frame), and
+checksums at most ``LEGACY_SCAN_FACTOR`` times the file's size in all; if that is spent, the
+rest of the file is reported as not scanned instead of costing quadratic time.
 """
 
 from __future__ import annotations
@@ -688,6 +689,14 @@ def _plausible(data: bytes | bytearray | memoryview, body: int, batched: bool) -
         return False
 
 
+def _plausible_next(data: bytes | bytearray | memoryview, at: int, batched: bool) -> bool:
+    """Whether a legacy frame plausibly starts at ``at``: a length that fits, a payload of events."""
+    if at + LEGACY_FRAME_OVERHEAD > len(data):
+        return False
+    length = _LEGACY_FRAME.unpack_from(data, at)[0]
+    return at + LEGACY_FRAME_OVERHEAD + length <= len(data) and _plausible(data, at + LEGACY_FRAME_OVERHEAD, batched)
+
+
 def _read_legacy(data: bytes | bytearray | memoryview, version: int, damage: _Damages) -> list[AnyEvent]:
     """Versions 1 to 3: frames one after another; after damage, a bounded byte-by-byte search."""
     view = memoryview(data)
@@ -710,8 +719,12 @@ def _read_legacy(data: bytes | bytearray | memoryview, version: int, damage: _Da
         if end > size:
             return f"frame of {length} bytes truncated after {size - at - LEGACY_FRAME_OVERHEAD}"
         body = at + LEGACY_FRAME_OVERHEAD
-        if searching and not _plausible(view, body, batched):
-            return "not a frame"
+        if not _plausible(view, body, batched):
+            return "not a frame" if searching else "frame does not hold events"
+        if length > BLOCK_SIZE and end < size and not _plausible_next(view, end, batched):
+            # A long frame is believed only if another starts where it ends: a damaged length
+            # prefix claiming megabytes would otherwise cost a checksum of megabytes each time.
+            return f"frame length {length} does not lead to the next frame"
         budget -= length
         if crc32(view[body:end]) != crc:
             return "checksum mismatch"

@@ -409,6 +409,22 @@ def test_a_damaged_legacy_frame_is_skipped_and_the_next_found(version):
     assert len(result.damage) == 1 and result.damage[0].offset == offsets[7]
 
 
+def test_legacy_damaged_lengths_claiming_megabytes_cost_no_checksum_of_them(monkeypatch):
+    """Every other frame's length prefix hit, each now claiming 128 KB more, inside the file: the
+    frames between are all found within the search budget (a frame claiming more than a block
+    is checksummed only if another frame starts where it ends)."""
+    events = node_events(3000, text=20)
+    data, offsets = legacy_log(2, events, per_frame=3)
+    assert len(data) > 300_000
+    for offset in offsets[1::2]:
+        data[offset + 2] = 0x02  # + 131,072 bytes: inside the file for most of them
+    spy = CrcSpy(monkeypatch)
+    result = read_log(bytes(data))
+    kept = [e for i in range(0, len(offsets), 2) for e in events[3 * i : 3 * i + 3]]
+    assert result.events == kept
+    assert spy.bytes <= LEGACY_SCAN_FACTOR * len(data)
+
+
 def test_legacy_recovery_is_bounded_even_against_fake_frames(monkeypatch):
     """Fake frames that start like events and claim long lengths: the search stops at its budget
     and says what it did not scan, instead of checksumming the file once per byte."""
