@@ -237,14 +237,14 @@ def damaged_logs() -> dict[str, bytes]:
     """A record-per-node log undamaged, with every other record damaged, and a version 2 log
     (a frame per node) with every other frame damaged."""
     log = MemoryLog()
-    starts = []
+    ends = []
     for record in _node_records(RECOVERY_NODES):
-        starts.append(len(log))
         log.extend(record)
+        ends.append(len(log))
     clean = log.to_bytes()
     bad = bytearray(clean)
-    for start in starts[1::2]:
-        bad[start + FRAGMENT_HEADER + 3] ^= 0x20  # a payload byte: the record fails its checksum
+    for end in ends[1::2]:
+        bad[end - 1] ^= 0x20  # the record's last payload byte: it fails its checksum
     legacy = bytearray(MAGIC + struct.pack("<HH", 2, 0))
     for i, record in enumerate(_node_records(RECOVERY_NODES)):
         payload = msgspec.msgpack.encode(record)

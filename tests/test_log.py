@@ -516,6 +516,44 @@ def test_a_failing_disk_keeps_the_run_in_memory_and_says_so_once():
     log.close()
 
 
+def test_a_file_that_stops_growing_mid_run_keeps_the_rest_in_memory(tmp_path: Path):
+    """RLIMIT_FSIZE makes the kernel cut a write short, then refuse the next ones (EFBIG), as a
+    full disk does: what reached the file stays readable, the rest is kept, one report."""
+    import subprocess
+    import sys
+    import textwrap
+
+    child = textwrap.dedent(
+        """
+        import resource, signal, sys
+        from runtime_metadata.events.log import FileLog, read_log, read_log_file
+        from runtime_metadata.events.schema import NodeFinished, NodeInputs, NodeStarted
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, resource.RLIM_INFINITY))
+        errors = []
+        log = FileLog(sys.argv[1], on_error=errors.append)
+        events = []
+        for i in range(300):
+            node = [NodeStarted(str(i), "X", i), NodeInputs(str(i), i, {"v": [i]}, 1), NodeFinished(str(i), i, "executed")]
+            log.extend(node)
+            events += node
+        assert log.error and len(errors) == 1, errors
+        assert read_log(log.to_bytes()).events == events  # the whole run, file + memory
+        on_disk = read_log_file(sys.argv[1])
+        assert on_disk.events == events[: len(on_disk.events)] and len(on_disk.events) > 30
+        assert on_disk.damage and "torn" in on_disk.damage[-1].reason  # the write cut short
+        log.close()
+        print("ok", len(on_disk.events), errors[0].errno)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", child, str(tmp_path / "capped.rtlog")], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok ") and out.stdout.split()[2] == "27"  # EFBIG
+
+
 # --- bounded and streamed reading -----------------------------------------------------------
 
 
