@@ -21,7 +21,7 @@ import pytest
 
 from runtime_metadata import capture
 from runtime_metadata.capture.recorder import Recorder, current_run
-from runtime_metadata.events.log import MemoryLog, read_log
+from runtime_metadata.events.log import FileLog, MemoryLog, read_log
 
 EXECUTORS = Path(__file__).resolve().parent.parent / "tests" / "executors"
 TARGET_US = 2.0
@@ -157,3 +157,50 @@ def test_node_call_captured(benchmark, captured):
             f"\ncapture per node: +{added_us:.2f} µs (unwrapped {_medians['unwrapped'] * 1e6:.2f} µs, "
             f"captured {_medians['captured'] * 1e6:.2f} µs, ratio {ratio:.2f}x; target < {TARGET_US} µs)"
         )
+
+
+def test_node_call_captured_with_a_log_folder(benchmark, captured, tmp_path):
+    """The same call with a log folder: each node's events are written (one os.write) when it ends.
+
+    What durability costs per node (see ``Recorder``): reported beside the unwrapped call and
+    beside capture into memory, measured in the same session.
+    """
+    module, _ = captured
+    rec = Recorder("bench-file", PROMPT, None, "bench", "bench", log_dir=str(tmp_path))
+    token = current_run.set(rec)
+    try:
+        assert isinstance(rec.log, FileLog) and rec.flush_at == 1
+        call, outputs, storage = _one_node(module)
+        rec.objects = storage
+        holder = [0]
+
+        def captured_call() -> None:
+            call()
+            holder[0] += 1
+            if holder[0] == 20_000:  # a fresh file now and then, as runs come and go
+                holder[0] = 0
+                rec.log.close(sync=False)
+                rec.log = FileLog(tmp_path / "bench-file.rtlog")
+
+        benchmark(captured_call)
+        assert outputs["17"] == [[123456789]]
+        assert capture.STATUS.active and capture.STATUS.disabled_reason is None
+        size = rec.log.size
+        call()
+        assert rec.log.size > size  # written when the node ended, no flush asked for
+        events = read_log(rec.log.to_bytes()).events
+        assert [type(e).__name__ for e in events[-3:]] == ["NodeStarted", "NodeInputs", "NodeFinished"]
+    finally:
+        current_run.reset(token)
+        rec.log.close(sync=False)
+    _record(benchmark, "captured_file")
+    if "unwrapped" in _medians:
+        added_us = (_medians["captured_file"] - _medians["unwrapped"]) * 1e6
+        benchmark.extra_info["added_us_per_node"] = round(added_us, 3)
+        benchmark.extra_info["ratio_to_unwrapped"] = round(_medians["captured_file"] / _medians["unwrapped"], 3)
+        line = f"\ncapture per node with a log folder: +{added_us:.2f} µs"
+        if "captured" in _medians:
+            write_us = (_medians["captured_file"] - _medians["captured"]) * 1e6
+            benchmark.extra_info["added_us_over_memory"] = round(write_us, 3)
+            line += f" ({write_us:+.2f} µs over capture into memory)"
+        print(line)
