@@ -74,7 +74,7 @@ let pathCache = new WeakMap();
 function remember(run) {
   const totals = new Map();
   for (const node of run.nodes || []) {
-    if (node.status !== "executed" || !Number.isFinite(node.duration_ms)) continue;
+    if (node?.status !== "executed" || !Number.isFinite(node.duration_ms)) continue;
     const placed = String(node.display_id ?? node.node_id);
     const entry = totals.get(placed) ?? { ms: 0, classType: null };
     entry.ms += node.duration_ms;

@@ -25,6 +25,7 @@ export function rollUp(nodes, path = [], lastKnown = null, aliases = null) {
   const out = new Map();
   const depth = path.length;
   for (const node of nodes || []) {
+    if (!node || typeof node !== "object") continue; // not a node row: nothing to show
     const segs = idPath(node);
     if (segs.length <= depth) continue;
     let inside = true;
