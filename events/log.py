@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import stat
 import struct
 import zlib
@@ -731,6 +732,11 @@ def iter_log(data: bytes) -> Iterator[AnyEvent | Damage]:
 #: msgpack array headers (fixarray, array16, array32) and fixstr: how a frame of events starts.
 _ARRAY_STARTS = frozenset([*range(0x91, 0xA0), 0xDC, 0xDD])
 _FIXSTR = range(0xA1, 0xC0)
+# The same, as patterns (what ``_plausible`` accepts): an event (its array header, then its
+# tag, a short string); in versions 2 and 3, after the batch's array header.
+_EVENT = rb"[\x91-\x9f\xdc\xdd][\xa1-\xbf]"
+_EVENT_START = re.compile(_EVENT)
+_BATCH_START = re.compile(rb"(?:[\x91-\x9f]|\xdc[\s\S]{2}|\xdd[\s\S]{4})" + _EVENT)
 
 
 def _plausible(data: bytes | bytearray | memoryview, body: int, batched: bool) -> bool:
@@ -761,6 +767,7 @@ def _read_legacy(data: bytes | bytearray | memoryview, version: int, damage: _Da
     crc32 = zlib.crc32
     unpack = _LEGACY_FRAME.unpack_from
     budget = LEGACY_SCAN_FACTOR * size + BLOCK_SIZE  # bytes the search may checksum in all
+    starts = _BATCH_START if batched else _EVENT_START
     events: list[AnyEvent] = []
     offset = HEADER_SIZE
 
@@ -800,6 +807,13 @@ def _read_legacy(data: bytes | bytearray | memoryview, version: int, damage: _Da
         start, reason = offset, got
         probe = offset + 1
         while probe < size and budget > 0:
+            # Jump to the next place whose payload starts like events (a C-level scan), then
+            # check the frame there; most bytes of a damaged stretch are never looked at twice.
+            found = starts.search(view, probe + LEGACY_FRAME_OVERHEAD)
+            if found is None:
+                probe = size
+                break
+            probe = found.start() - LEGACY_FRAME_OVERHEAD
             if not isinstance(frame_at(probe, True), str):
                 break
             probe += 1
