@@ -290,6 +290,21 @@ class ComfyPage:
             [node_id, name, value],
         )
 
+    def switch_badges_in_settings(self, on: bool) -> None:
+        """Turn the badges setting on or off in the frontend's own settings dialog."""
+        if self.generation == "modern":
+            self.page.keyboard.press("Control+,")
+            self.page.locator("input[placeholder*='Search']").first.fill("run duration")
+            switch = self.page.locator('[id="RuntimeMetadata.Badges.Enabled"]')  # the setting's id
+            if ("p-toggleswitch-checked" in (switch.get_attribute("class") or "")) != on:
+                switch.click()
+            self.page.keyboard.press("Escape")
+        else:
+            self.page.click("button.comfy-settings-btn")
+            box = self.page.locator("#RuntimeMetadata-Badges-Enabled")
+            box.set_checked(on)
+            self.page.locator("#comfy-settings-dialog button", has_text="Close").click()
+
     def badges(self, path: list[str] | None = None) -> dict[str, str]:
         """The badge text per visible node id, as the badge layer draws it."""
         return dict(self.evaluate("(path) => window.runtimeMetadata.badges(path)", path or []))

@@ -87,14 +87,10 @@ def test_a_failed_node_is_marked_failed(server, page) -> None:
 def test_the_setting_turns_the_badges_off_and_on(server, page) -> None:
     page.run_workflow()
     assert page.redraw() == len(DEMO_NODES)
-    setter = (
-        "(v) => window.app.extensionManager?.setting?.set"
-        " ? window.app.extensionManager.setting.set('RuntimeMetadata.Badges.Enabled', v)"
-        " : window.app.ui.settings.setSettingValueAsync('RuntimeMetadata.Badges.Enabled', v)"
-    )
-    page.evaluate(setter, False)
+    page.switch_badges_in_settings(False)
     assert page.redraw() == 0
-    page.evaluate(setter, True)
+    page.screenshot("badges-off")
+    page.switch_badges_in_settings(True)
     assert page.redraw() == len(DEMO_NODES)
     assert page.console.ours() == [], page.console.ours()
 
