@@ -162,18 +162,42 @@ def _apply_run_event(st: RunState, event: AnyEvent) -> None:
             st.error_message = event.error_message
 
 
-def _in_scope(rec: NodeRecord, scope: set[str] | None, nodes: dict[str, NodeRecord]) -> bool:
-    if scope is None:
-        return True
-    # Ephemeral nodes from node expansion belong to the scope of the prompt node they were
-    # expanded from, however deep the expansion nests.
-    seen = 0
-    while rec.node_id not in scope:
-        parent = nodes.get(rec.parent_id) if rec.parent_id is not None else None
-        if parent is None or seen > len(nodes):
-            return rec.parent_id is not None and rec.parent_id in scope
-        rec, seen = parent, seen + 1
-    return True
+def _in_scope(records: Iterable[NodeRecord], scope: set[str], nodes: dict[str, NodeRecord]) -> list[NodeRecord]:
+    """The records of nodes in ``scope``, or expanded (however deeply) from a node in it.
+
+    Ephemeral nodes from node expansion belong to the scope of the prompt node they were
+    expanded from. Each node's answer is remembered, so the walks up the parent chains cost
+    one step per node in all, not one per node and level of nesting.
+    """
+    known: dict[str, bool] = {}
+    kept = []
+    for rec in records:
+        start = rec
+        chain: list[str] = []
+        while True:
+            nid = rec.node_id
+            if nid in scope:
+                answer = True
+                break
+            done = known.get(nid)
+            if done is not None:
+                answer = done
+                break
+            chain.append(nid)
+            pid = rec.parent_id
+            parent = nodes.get(pid) if pid is not None else None
+            if parent is None:
+                answer = pid is not None and pid in scope
+                break
+            if len(chain) > len(nodes):  # a cycle of parents (not from a real run): out of scope
+                answer = False
+                break
+            rec = parent
+        for nid in chain:
+            known[nid] = answer
+        if answer:
+            kept.append(start)
+    return kept
 
 
 #: Below this many nanoseconds (18 minutes) ``_ns_to_ms`` may use integer arithmetic: a float
@@ -209,7 +233,7 @@ def runtime_document(state: RunState, saved_by: str | None = None) -> dict[str, 
         records = list(all_nodes.values())
     else:
         scope = ancestors(state.prompt, saved_by)
-        records = [r for r in all_nodes.values() if _in_scope(r, scope, all_nodes)]
+        records = _in_scope(all_nodes.values(), scope, all_nodes)
     records.sort(key=_ORDER)  # folded by ``project`` they are in order already: one pass
     nodes: list[dict[str, Any]] = []
     append = nodes.append

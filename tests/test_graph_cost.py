@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime_metadata.capture.carry import graph_signature
-from runtime_metadata.events.schema import AnyEvent
+from runtime_metadata.events.schema import AnyEvent, NodeFinished, NodeStarted, RunStarted
 from runtime_metadata.projections.document import build_document, parser_document
 from runtime_metadata.projections.rules import RULES, Compute, PassThrough, Switch, extend, int_math
+from runtime_metadata.projections.runtime import project, runtime_document
 from runtime_metadata.projections.workflow import (
     COMPUTED_UPSTREAM,
     PARSER,
@@ -419,3 +420,62 @@ def test_signatures_are_equal_exactly_when_the_reference_says_so(data):
     for node_id in sorted(a):
         expected = reference_signature(a, node_id) == reference_signature(b, node_id)
         assert (graph_signature(a, node_id, memo_a) == graph_signature(b, node_id, memo_b)) is expected
+
+
+# ---------------------------------------------------------------------------------------------
+# The runtime document's scope: nodes expanded from nodes expanded from a prompt node
+
+
+class CountedNodes(dict):  # type: ignore[type-arg]
+    """A run's node records that count every lookup (the work of deciding a node's scope)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.lookups = 0
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.lookups += 1
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.lookups += 1
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.lookups += 1
+        return super().__contains__(key)
+
+
+def nested_expansion(depth: int) -> list[AnyEvent]:
+    """A run whose node 2 expands into a node that expands into another, ``depth`` levels deep."""
+    prompt = {
+        "1": {"class_type": "PrimitiveInt", "inputs": {"value": 1}},
+        "2": {"class_type": "Expanding", "inputs": {"x": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0]}},
+        "4": {"class_type": "Elsewhere", "inputs": {}},
+    }
+    events: list[AnyEvent] = [RunStarted("p", 1, 0, prompt)]
+    parent = "2"
+    for level in range(depth):
+        nid = f"2.{level}"
+        events.append(NodeStarted(nid, "Inner", level, display_id="2", parent_id=parent))
+        events.append(NodeFinished(nid, level + 1, "executed"))
+        parent = nid
+    # The same depth under a node that is not an ancestor of the save node: all out of scope.
+    parent = "4"
+    for level in range(depth):
+        nid = f"4.{level}"
+        events.append(NodeStarted(nid, "Inner", level, display_id="4", parent_id=parent))
+        events.append(NodeFinished(nid, level + 1, "executed"))
+        parent = nid
+    return events
+
+
+def test_the_scope_of_deeply_nested_expanded_nodes_costs_linear_work():
+    depth = 400
+    state = project(None, nested_expansion(depth))
+    state.nodes = CountedNodes(state.nodes)
+    doc = runtime_document(state, saved_by="3")
+    assert [n["id"] for n in doc["nodes"]] == [f"2.{level}" for level in range(depth)]
+    # Walking each node's parent chain anew is depth²/2 lookups per chain (160,000 here).
+    assert state.nodes.lookups <= 4 * 2 * depth
