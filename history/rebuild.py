@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RuntimeMetadataError
-from ..events.log import paused_gc, read_log
+from ..events.log import paused_gc, read_log_file
 from ..projections.history import RunRows, history_rows
 from .store import HistoryStore
 
@@ -55,8 +55,7 @@ def log_files(folder: str | os.PathLike[str]) -> list[Path]:
 def fold_file(path: Path, worker_id: str | None) -> tuple[RunRows | None, str | None]:
     """(the run's rows, a problem line) for one log file; never raises on a bad file."""
     try:
-        data = path.read_bytes()
-        result = read_log(data)
+        result = read_log_file(path)  # a regular file only, at most MAX_LOG_BYTES of it
     except (OSError, RuntimeMetadataError) as exc:
         return None, f"{path.name}: skipped ({exc})"
     rows = history_rows(result.events, worker_id, path.name)

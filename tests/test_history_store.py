@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import threading
 
 import msgspec
 import pytest
@@ -24,7 +26,7 @@ from runtime_metadata.events.schema import (
     RunStarted,
     SavedImage,
 )
-from runtime_metadata.history.rebuild import log_files, rebuild
+from runtime_metadata.history.rebuild import fold_file, log_files, rebuild
 from runtime_metadata.history.schema import SCHEMA_VERSION, SchemaTooNew
 from runtime_metadata.history.store import HistoryStore
 from runtime_metadata.projections.history import NodeRow, bucket, bucket_value, history_rows, run_id
@@ -273,6 +275,26 @@ class StoreContract:
         assert dump(store) == dump_rows(expected)
         again = rebuild(store, log_files(folder))
         assert again.written == 0 and store.count() == 12
+
+
+def test_rebuild_refuses_a_fifo_among_its_logs_instead_of_blocking(tmp_path):
+    # A FIFO named like a log (or a device) must cost one problem line, never a stalled rebuild.
+    fifo = tmp_path / "stuck.rtlog"
+    os.mkfifo(fifo)
+    good = tmp_path / "good.rtlog"
+    write_log_file(good, chain_run("g"))
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(fold_file(fifo, None)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # the old reader blocks opening the FIFO: release it before failing
+        with open(fifo, "wb"):
+            pass
+        worker.join(timeout=10)
+        pytest.fail("fold_file blocked on a FIFO")
+    assert done == [(None, "stuck.rtlog: skipped (not a runtime-metadata log: not a regular file)")]
+    rows, problem = fold_file(good, None)
+    assert problem is None and rows is not None and rows.run.prompt_id == "g"
 
 
 def dump(store: HistoryStore) -> dict:
