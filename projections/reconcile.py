@@ -32,12 +32,13 @@ Disagreements are returned as data; logging them is the caller's choice
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
 from ..events.values import is_cut, is_cut_of
+from ..prompt_graph import is_link
 from .rules import RULES, Rule, Switch
 from .runtime import RunState
 from .workflow import (
@@ -46,8 +47,16 @@ from .workflow import (
     RUNTIME,
     UNFOLLOWABLE,
     Choice,
+    Claim,
+    PassPlan,
+    Plan,
     StaticValues,
     Val,
+    evaluate,
+    join_texts,
+    mark_guessed,
+    plan_generation,
+    transformed,
     values_of,
     walk_generation,
 )
@@ -151,26 +160,27 @@ class MergedValues:
 
     def __init__(self, prompt: Mapping[str, Any], runtime: RuntimeValues, rules: Mapping[str, Rule]) -> None:
         self._runtime = runtime
-        self._static = StaticValues(prompt, rules, choose=self.choose)
+        #: The prompt's values, its links routed through these switch choices.
+        self.static = StaticValues(prompt, rules, choose=self.choose)
 
     def value(self, node_id: str, name: str) -> Val | None:
         """The run's value, completed from the prompt when the capture summary cut a text."""
         ran = self._runtime.value(node_id, name)
         if ran is None:
-            return self._static.value(node_id, name)
+            return self.static.value(node_id, name)
         if isinstance(ran.value, str) and is_cut(ran.value):
-            static = self._static.value(node_id, name)
+            static = self.static.value(node_id, name)
             if static is not None and isinstance(static.value, str) and is_cut_of(ran.value, static.value):
                 return Val(static.value, RUNTIME, ran.nodes)
         return ran
 
     def const(self, node_id: str, value: Any) -> Val | None:
         """A class-implied value (the run's if the node ran)."""
-        return self._runtime.const(node_id, value) or self._static.const(node_id, value)
+        return self._runtime.const(node_id, value) or self.static.const(node_id, value)
 
     def choose(self, node_id: str, rule: Switch) -> Choice | None:
         """The run's choice; the prompt's (maybe a guess) for a switch the run did not record."""
-        return self._runtime.choose(node_id, rule) or self._static.choose(node_id, rule)
+        return self._runtime.choose(node_id, rule) or self.static.choose(node_id, rule)
 
 
 def _number(value: Any) -> float | None:
@@ -248,13 +258,31 @@ def reconcile(
     list_index: int | None = None,
 ) -> Reconciliation:
     """Parser view, runtime view and their merge for the save node ``saved_by``."""
-    parser = walk_generation(prompt, saved_by, StaticValues(prompt, rules), rules)
+    static = StaticValues(prompt, rules)
+    plan = plan_generation(prompt, saved_by, static.choose, rules)
     if state is None:
-        merged, runtime = parser, None
+        return _from_plan(plan, static, None, None, None) or _from_views(evaluate(plan, static), None, None, None)
+    ran = RuntimeValues(state, list_index)
+    merged = MergedValues(prompt, ran, rules)
+    if all(ran.choose(nid, rule) == choice == merged.choose(nid, rule) for nid, rule, choice in plan.switches):
+        # The run routed every switch as the prompt does (always so without switches): one walk
+        # serves all three views.
+        done = _from_plan(plan, static, ran, merged, state)
+        if done is not None:
+            return done
+        runtime, merged_flat = evaluate(plan, ran), evaluate(plan, merged)
     else:
-        ran = RuntimeValues(state, list_index)
         runtime = walk_generation(prompt, saved_by, ran, rules)
-        merged = walk_generation(prompt, saved_by, MergedValues(prompt, ran, rules), rules)
+        merged_flat = walk_generation(prompt, saved_by, merged, rules)
+    return _from_views(evaluate(plan, static), runtime, merged_flat, state)
+
+
+def _from_views(
+    parser: dict[str, Val], runtime: dict[str, Val] | None, merged: dict[str, Val] | None, state: RunState | None
+) -> Reconciliation:
+    """The reconciliation of three walks' fields (``merged`` None: the parser's)."""
+    if merged is None:
+        merged = parser
     paths = sorted(parser.keys() | merged.keys(), key=_path_key)
     disagreements = []
     for path in paths:
@@ -281,6 +309,243 @@ def reconcile(
             if path in merged and merged[path].unknown is not None
         ],
     )
+
+
+# --- one walk for the three views -------------------------------------------------------------
+#
+# When the views share a plan, each field's three values are computed together, the nested
+# dicts are built straight from the plan's structure (no path is written out and parsed back),
+# and the paths come out in ``_path_key`` order from that structure (no sort of every path).
+# Both hold only for rule paths that nest as plain dicts and cannot meet the names the walk
+# writes itself; any other table takes ``_from_views``.
+
+#: A field's values in the three views: parser, runtime (None without a run), merged.
+_Triple = tuple[Val | None, Val | None, Val | None]
+#: One part of the document: its fields (top-level or a pass's), LoRAs and prompt texts.
+_Section = tuple[dict[str, _Triple], list[dict[str, _Triple]], dict[str, _Triple]]
+
+#: Names the walk writes itself (``loras[i]``, ``positive``, ``negative``, ``passes[i]``).
+_WALK_NAMES = frozenset({"loras", "positive", "negative", "passes"})
+_FIELD, _LORAS, _TEXT, _PASSES = range(4)
+
+
+def _rule_paths(plan: Plan) -> dict[str, tuple[str, ...]] | None:
+    """Each rule path the plan claims, split at its dots; None if one would not nest as plain dicts.
+
+    That is a path with brackets, a digit segment (sorted as a number), a first segment the
+    walk writes itself, or a path that is a prefix of another (a value where a dict goes).
+    """
+    paths = set(plan.top)
+    for sampling in plan.passes:
+        paths.update(sampling.fields)
+    split: dict[str, tuple[str, ...]] = {}
+    for path in paths:
+        segments = tuple(path.split("."))
+        if "[" in path or "]" in path or segments[0] in _WALK_NAMES or any(s.isdigit() for s in segments):
+            return None
+        split[path] = segments
+    for segments in split.values():
+        for k in range(1, len(segments)):
+            if ".".join(segments[:k]) in split:
+                return None
+    return split
+
+
+def _from_plan(
+    plan: Plan,
+    static: StaticValues,
+    ran: RuntimeValues | None,
+    merged: MergedValues | None,
+    state: RunState | None,
+) -> Reconciliation | None:
+    """The reconciliation from one plan shared by the views; None when its paths need ``_from_views``."""
+    split = _rule_paths(plan)
+    if split is None:
+        return None
+    values = _triples(static, ran, merged)
+    passes = plan.passes
+    fields = dict(plan.top)
+    if passes:
+        fields.update(passes[0].fields)  # a pass's field wins over the same path found outside it
+    sections = [_section(fields, passes[0] if passes else None, values)]
+    sections += [_section(sampling.fields, sampling, values) for sampling in reversed(passes[1:])]
+
+    sources: dict[str, str] = {}
+    disagreements: list[Disagreement] = []
+    unresolved: list[Unresolved] = []
+    for path, (p, _, m) in _in_path_order(sections, split):
+        if m is not None:
+            sources[path] = _source(m)
+            if p is None or not same(p.value, m.value):
+                disagreements.append(
+                    Disagreement(f"{GENERATION_PATH}.{path}", None if p is None else p.value, m.value, _cause(p, m))
+                )
+            if m.unknown is not None:
+                unresolved.append(Unresolved(path, m.value, _unresolved_cause(m, state)))
+        elif p is not None:
+            disagreements.append(Disagreement(f"{GENERATION_PATH}.{path}", p.value, None, _cause(p, None)))
+    return Reconciliation(
+        generation=_nested(sections, 2, split),
+        sources=sources,
+        parser=_nested(sections, 0, split),
+        runtime=None if ran is None else _nested(sections, 1, split),
+        disagreements=disagreements,
+        unresolved=unresolved,
+    )
+
+
+def _triples(
+    static: StaticValues, ran: RuntimeValues | None, merged: MergedValues | None
+) -> Callable[[Claim], _Triple]:
+    """A claim's values in the three views, as ``claimed`` gives them from each view's ``Values``."""
+    parser_value = static.value
+    merged_static = merged.static.value if merged is not None else None
+
+    def values(claim: Claim) -> _Triple:
+        nid, inputs, name, transform, implied, guessed = claim
+        p: Val | None
+        r: Val | None
+        m: Val | None
+        if name is None:
+            p = Val(implied, PARSER, (nid,))
+            r = None if ran is None else ran.const(nid, implied)
+            m = p if r is None else r
+        else:
+            raw = inputs[name]
+            linked = is_link(raw)
+            p = parser_value(nid, name) if linked else Val(raw, PARSER, (nid,))
+            if ran is None or merged_static is None:
+                r, m = None, p
+            else:
+                # MergedValues.value, with the prompt's literal shared with the parser view.
+                r = ran.value(nid, name)
+                if r is None:
+                    m = merged_static(nid, name) if linked else p
+                elif isinstance(r.value, str) and is_cut(r.value):
+                    full = merged_static(nid, name) if linked else p
+                    if full is not None and isinstance(full.value, str) and is_cut_of(r.value, full.value):
+                        m = Val(full.value, RUNTIME, r.nodes)
+                    else:
+                        m = r
+                else:
+                    m = r
+            if transform is not None:
+                # Each view transforms its own value, as separate walks did (without a run the
+                # merged view is the parser's).
+                p = transformed(p, transform)
+                if ran is None:
+                    m = p
+                else:
+                    m = transformed(m, transform)
+                    r = transformed(r, transform)
+        if guessed:
+            return mark_guessed(p, True), mark_guessed(r, True), mark_guessed(m, True)
+        return p, r, m
+
+    return values
+
+
+def _section(fields: dict[str, Claim], sampling: PassPlan | None, values: Callable[[Claim], _Triple]) -> _Section:
+    """A section's claims evaluated, in the walk's order (prompt texts joined per view)."""
+    fields_t = {path: values(claim) for path, claim in fields.items()}
+    if sampling is None:
+        return fields_t, [], {}
+    loras = [{k: values(c) for k, c in entry.items()} for entry in reversed(sampling.loras)]
+    texts: dict[str, _Triple] = {}
+    for polarity in ("positive", "negative"):
+        parts = sampling.texts.get(polarity)
+        if parts is not None:
+            triples = [values(c) for c in parts]
+            texts[polarity] = (
+                join_texts([t[0] for t in triples]),
+                join_texts([t[1] for t in triples]),
+                join_texts([t[2] for t in triples]),
+            )
+    return fields_t, loras, texts
+
+
+def _nested(sections: list[_Section], view: int, split: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """One view's generation dict, as ``nest`` builds it from the flattened walk (same key order)."""
+    out = _nested_section(sections[0], view, split)
+    passes: list[dict[str, Any]] | None = None
+    for j, section in enumerate(sections[1:]):
+        sub = _nested_section(section, view, split)
+        if sub:
+            if passes is None:
+                passes = out["passes"] = []
+            passes.extend({} for _ in range(j - len(passes)))  # a pass with nothing keeps its place
+            passes.append(sub)
+    return out
+
+
+def _nested_section(section: _Section, view: int, split: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    fields, loras, texts = section
+    out: dict[str, Any] = {}
+    for path, triple in fields.items():
+        value = triple[view]
+        if value is None:
+            continue
+        segments = split[path]
+        if len(segments) == 1:
+            out[path] = value.value
+            continue
+        here = out
+        for segment in segments[:-1]:
+            here = here.setdefault(segment, {})
+        here[segments[-1]] = value.value
+    items: list[dict[str, Any]] | None = None
+    for i, entry in enumerate(loras):
+        lora = {k: t[view].value for k, t in entry.items() if t[view] is not None}  # type: ignore[union-attr]
+        if lora:
+            if items is None:
+                items = out["loras"] = []
+            items.extend({} for _ in range(i - len(items)))  # a LoRA with nothing keeps its place
+            items.append(lora)
+    for polarity, triple in texts.items():
+        value = triple[view]
+        if value is not None:
+            out[polarity] = value.value
+    return out
+
+
+def _in_path_order(sections: list[_Section], split: dict[str, tuple[str, ...]]) -> list[tuple[str, _Triple]]:
+    """Every field of the sections as (path, values), in ``_path_key`` order, from their structure.
+
+    Rule paths hold no digit segment and no name the walk writes, so a path's first segment
+    orders it against the walk's own blocks (``loras``, ``passes``, the prompt texts), and
+    segments of words compare as ``_path_key`` compares them.
+    """
+    out: list[tuple[str, _Triple]] = []
+    _section_in_order(out, sections[0], "", split, sections[1:])
+    return out
+
+
+def _section_in_order(
+    out: list[tuple[str, _Triple]],
+    section: _Section,
+    prefix: str,
+    split: dict[str, tuple[str, ...]],
+    passes: list[_Section],
+) -> None:
+    fields, loras, texts = section
+    keyed: list[tuple[tuple[str, ...], int, str]] = [(split[path], _FIELD, path) for path in fields]
+    if loras:
+        keyed.append((("loras",), _LORAS, ""))
+    keyed += [((polarity,), _TEXT, polarity) for polarity in texts]
+    if passes:
+        keyed.append((("passes",), _PASSES, ""))
+    keyed.sort()
+    for _, kind, path in keyed:
+        if kind == _FIELD:
+            out.append((prefix + path, fields[path]))
+        elif kind == _LORAS:
+            for i, entry in enumerate(loras):
+                out += [(f"{prefix}loras[{i}].{k}", entry[k]) for k in sorted(entry)]
+        elif kind == _TEXT:
+            out.append((prefix + path, texts[path]))
+        else:
+            for j, sampling in enumerate(passes):
+                _section_in_order(out, sampling, f"passes[{j}].", split, [])
 
 
 def _show(value: Any) -> str:

@@ -242,26 +242,63 @@ class _Pass:
         self.texts: dict[str, list[Val | None]] = {}
 
 
+#: How a view gets one field's value: (node id, the node's inputs, the input's name or None for
+#: a value the class implies, the input's transform or None, the implied value, whether the
+#: walk reached the node through a switch branch the parser guessed).
+Claim = tuple[str, Mapping[str, Any], str | None, Callable[[Any], Any] | None, Any, bool]
+
+
+class PassPlan:
+    """The claims of one sampling pass."""
+
+    __slots__ = ("fields", "loras", "texts")
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Claim] = {}
+        self.loras: list[dict[str, Claim]] = []  # nearest the sampler first
+        self.texts: dict[str, list[Claim]] = {}  # polarity -> the encoders' text inputs
+
+
+class Plan:
+    """Where the walk went: which node owns each field, and the switch choices that routed it.
+
+    Which node owns a field depends only on the prompt, the rules and the choices made at
+    the switches the walk crossed, never on values (a claim with no value still blocks later
+    nodes). So a plan serves every view that makes the same choices at those switches.
+    """
+
+    __slots__ = ("passes", "switches", "top")
+
+    def __init__(self) -> None:
+        self.top: dict[str, Claim] = {}
+        self.passes: list[PassPlan] = []
+        #: every switch the walk crossed, with the choice that routed it
+        self.switches: list[tuple[str, Switch, Choice | None]] = []
+
+
 # A step of the walk: node, output index reached, role, pass index, behind a guessed switch.
 _Frame = tuple[str, int, str, int, bool]
 
 
-def walk_generation(
+def plan_generation(
     prompt: Mapping[str, Any],
     saved_by: str,
-    values: Values,
+    choose: Callable[[str, Switch], Choice | None],
     rules: Mapping[str, Rule] = RULES,
-) -> dict[str, Val]:
-    """Every field reachable from ``saved_by``, as ``path -> Val``; ``values``' gaps left out."""
-    top: dict[str, Val | None] = {}
-    passes: list[_Pass] = []
+) -> Plan:
+    """Walk the links up from ``saved_by`` in roles, switches routed by ``choose``: who owns each field."""
+    plan = Plan()
+    top = plan.top
+    passes = plan.passes
     samplers: set[str] = set()
     seen: set[tuple[str, int, str, int]] = set()
     stack: list[_Frame] = [(str(saved_by), 0, "image", -1, False)]
+    pop, push = stack.pop, stack.append
     while stack:
-        nid, index, role, p, guessed = stack.pop()
+        nid, index, role, p, guessed = pop()
+        in_pass = role in PASS_ROLES
         # Fields of the whole generation do not depend on the pass that led there.
-        key = (nid, index, role, p if role in PASS_ROLES else -1)
+        key = (nid, index, role, p if in_pass else -1)
         if key in seen:
             continue
         seen.add(key)
@@ -270,11 +307,12 @@ def walk_generation(
             continue
         kind, inputs = node
         rule = rules.get(kind)
-        scope = passes[p].fields if role in PASS_ROLES and p >= 0 else top
+        scope = passes[p].fields if in_pass and p >= 0 else top
         nxt: list[_Frame] = []
         match rule:
             case Switch():
-                choice = values.choose(nid, rule)
+                choice = choose(nid, rule)
+                plan.switches.append((nid, rule, choice))
                 if choice is not None:
                     _follow(nxt, inputs, choice.input, role, p, guessed or choice.guessed)
             case PassThrough():
@@ -286,8 +324,8 @@ def walk_generation(
                     item = {"name": rule.name, "strength_model": rule.strength_model}
                     if rule.strength_clip is not None:
                         item["strength_clip"] = rule.strength_clip
-                    entry: dict[str, Val | None] = {}
-                    _claim(entry, nid, inputs, item, values, guessed)
+                    entry: dict[str, Claim] = {}
+                    _claim(entry, nid, inputs, item, guessed)
                     passes[p].loras.append(entry)
                     _follow(nxt, inputs, rule.model, "model", p, guessed)
                 elif role == "clip":
@@ -295,22 +333,20 @@ def walk_generation(
             case TextEncoder():
                 if role in ("positive", "negative") and p >= 0:
                     parts = passes[p].texts.setdefault(role, [])
-                    for name in rule.text:
-                        if name in inputs:
-                            parts.append(_guess(values.value(nid, name), guessed))
-                    _claim(scope, nid, inputs, rule.fields, values, guessed)
+                    parts.extend((nid, inputs, name, None, None, guessed) for name in rule.text if name in inputs)
+                    _claim(scope, nid, inputs, rule.fields, guessed)
                     _follow(nxt, inputs, rule.clip, "clip", p, guessed)
             case Sampler() if role == "latent":
                 if nid not in samplers:
                     samplers.add(nid)
-                    passes.append(_Pass())
+                    passes.append(PassPlan())
                     at = len(passes) - 1
-                    _claim(passes[at].fields, nid, inputs, rule.fields, values, guessed)
+                    _claim(passes[at].fields, nid, inputs, rule.fields, guessed)
                     for name, to_role in rule.follow.items():
                         _follow(nxt, inputs, name, role if to_role == SAME else to_role, at, guessed)
             case Node():
                 if rule.roles is None or role in rule.roles:
-                    _claim(scope, nid, inputs, rule.fields, values, guessed)
+                    _claim(scope, nid, inputs, rule.fields, guessed)
                 carried = rule.follow.keys() if rule.outputs is None else rule.outputs.get(index, ())
                 for name in carried:
                     to_role = rule.follow.get(name, SAME)
@@ -320,9 +356,55 @@ def walk_generation(
                     if is_link(inputs.get(name)):
                         _follow(nxt, inputs, name, role, p, guessed)
                         break
-        # Reversed so the stack pops them in the order the rule lists them (depth-first).
-        stack.extend(reversed(nxt))
+        # Pushed in reverse so the stack pops them in the order the rule lists them (depth-first).
+        if nxt:
+            if len(nxt) == 1:
+                push(nxt[0])
+            else:
+                stack.extend(reversed(nxt))
+    return plan
+
+
+def walk_generation(
+    prompt: Mapping[str, Any],
+    saved_by: str,
+    values: Values,
+    rules: Mapping[str, Rule] = RULES,
+) -> dict[str, Val]:
+    """Every field reachable from ``saved_by``, as ``path -> Val``; ``values``' gaps left out."""
+    return evaluate(plan_generation(prompt, saved_by, values.choose, rules), values)
+
+
+def evaluate(plan: Plan, values: Values) -> dict[str, Val]:
+    """The fields of a plan as ``values`` gives them, as ``path -> Val``; gaps left out."""
+    top = {path: claimed(claim, values) for path, claim in plan.top.items()}
+    passes = []
+    for planned in plan.passes:
+        sampling = _Pass()
+        sampling.fields = {path: claimed(claim, values) for path, claim in planned.fields.items()}
+        sampling.loras = [{k: claimed(c, values) for k, c in entry.items()} for entry in planned.loras]
+        sampling.texts = {role: [claimed(c, values) for c in parts] for role, parts in planned.texts.items()}
+        passes.append(sampling)
     return _flatten(top, passes)
+
+
+def claimed(claim: Claim, values: Values) -> Val | None:
+    """One claim's value from ``values`` (transformed, and flagged when reached through a guess)."""
+    nid, _, name, transform, implied, guessed = claim
+    if name is None:
+        return mark_guessed(values.const(nid, implied), guessed)
+    value = values.value(nid, name)
+    if transform is not None:
+        value = transformed(value, transform)
+    return mark_guessed(value, guessed)
+
+
+def transformed(value: Val | None, transform: Callable[[Any], Any]) -> Val | None:
+    """``value`` normalised by an ``In`` source's transform (each item of a batch list); gaps and unknowns as they are."""
+    if value is None or value.unknown is not None:
+        return value
+    out = [transform(v) for v in value.value] if isinstance(value.value, list) else transform(value.value)
+    return msgspec.structs.replace(value, value=out)
 
 
 def _follow(nxt: list[_Frame], inputs: Mapping[str, Any], name: str | None, role: str, p: int, guessed: bool) -> None:
@@ -332,18 +414,18 @@ def _follow(nxt: list[_Frame], inputs: Mapping[str, Any], name: str | None, role
         nxt.append((str(raw[0]), raw[1], role, p, guessed))
 
 
-def _guess(value: Val | None, guessed: bool) -> Val | None:
+def mark_guessed(value: Val | None, guessed: bool) -> Val | None:
+    """``value`` flagged as reached through a guessed switch branch, when ``guessed``."""
     if value is None or not guessed or value.guessed:
         return value
     return msgspec.structs.replace(value, guessed=True)
 
 
 def _claim(
-    scope: dict[str, Val | None],
+    scope: dict[str, Claim],
     nid: str,
     inputs: Mapping[str, Any],
     fields: Mapping[str, FieldSource],
-    values: Values,
     guessed: bool,
 ) -> None:
     """Claim each field not yet claimed in ``scope``: the first node reached owns it."""
@@ -351,18 +433,13 @@ def _claim(
         if path in scope:
             continue
         if isinstance(source, Const):
-            scope[path] = _guess(values.const(nid, source.value), guessed)
-            continue
-        name = source.name if isinstance(source, In) else source
-        if name not in inputs:
-            continue
-        value = values.value(nid, name)
-        if value is not None and isinstance(source, In) and value.unknown is None:
-            fn = source.transform
-            out = [fn(v) for v in value.value] if isinstance(value.value, list) else fn(value.value)
-            value = msgspec.structs.replace(value, value=out)
-        # A claim with no value still blocks later nodes, so every view keeps the same owner.
-        scope[path] = _guess(value, guessed)
+            scope[path] = (nid, inputs, None, None, source.value, guessed)
+        elif isinstance(source, In):
+            if source.name in inputs:
+                scope[path] = (nid, inputs, source.name, source.transform, None, guessed)
+        elif source in inputs:
+            # A claim with no value still blocks later nodes, so every view keeps the same owner.
+            scope[path] = (nid, inputs, source, None, None, guessed)
 
 
 def _flatten(top: dict[str, Val | None], passes: list[_Pass]) -> dict[str, Val]:
@@ -383,10 +460,10 @@ def _emit(flat: dict[str, Val | None], prefix: str, sampling: _Pass) -> None:
     for polarity in ("positive", "negative"):
         parts = sampling.texts.get(polarity)
         if parts is not None:
-            flat[prefix + polarity] = _join(parts)
+            flat[prefix + polarity] = join_texts(parts)
 
 
-def _join(parts: list[Val | None]) -> Val | None:
+def join_texts(parts: list[Val | None]) -> Val | None:
     """One prompt text from every encoder that reached a polarity; None if a part has no value."""
     known = [part for part in parts if part is not None]
     if not known or len(known) != len(parts):
