@@ -124,7 +124,8 @@ class RuntimeValues:
         # repeats the last item of a shorter list, so item i (or the last) is this image's.
         self._index = list_index
 
-    def _inputs(self, node_id: str) -> dict[str, list[Any]] | None:
+    def inputs(self, node_id: str) -> dict[str, list[Any]] | None:
+        """The node's resolved inputs; None for a node that did not run (or was cached unseen)."""
         rec = self._nodes.get(node_id)
         if rec is None or (rec.status == "cached" and rec.cached_from is None):
             return None
@@ -132,7 +133,7 @@ class RuntimeValues:
 
     def value(self, node_id: str, name: str) -> Val | None:
         """The resolved input: item 0 of a one-item list, else the whole batch list."""
-        inputs = self._inputs(node_id)
+        inputs = self.inputs(node_id)
         items = inputs.get(name) if inputs is not None else None
         if not items:
             return None
@@ -144,7 +145,7 @@ class RuntimeValues:
 
     def const(self, node_id: str, value: Any) -> Val | None:
         """A class-implied value, for a node that ran."""
-        return Val(value, RUNTIME, (node_id,)) if self._inputs(node_id) is not None else None
+        return Val(value, RUNTIME, (node_id,)) if self.inputs(node_id) is not None else None
 
     def choose(self, node_id: str, rule: Switch) -> Choice | None:
         """The branch the select value the run used picks (a batch list picks none)."""
@@ -412,13 +413,21 @@ def _triples(
             m = p if r is None else r
         else:
             raw = inputs[name]
-            linked = is_link(raw)
+            linked = isinstance(raw, list) and is_link(raw)  # the type test spares literals a call
             p = parser_value(nid, name) if linked else Val(raw, PARSER, (nid,))
             if ran is None or merged_static is None:
                 r, m = None, p
             else:
-                # MergedValues.value, with the prompt's literal shared with the parser view.
-                r = ran.value(nid, name)
+                # MergedValues.value, with the prompt's literal shared with the parser view, and
+                # RuntimeValues.value's usual case (one item) inline.
+                ran_inputs = ran.inputs(nid)
+                items = ran_inputs.get(name) if ran_inputs is not None else None
+                if not items:
+                    r = None
+                elif len(items) == 1:
+                    r = Val(items[0], RUNTIME, (nid,))
+                else:
+                    r = ran.value(nid, name)
                 if r is None:
                     m = merged_static(nid, name) if linked else p
                 elif isinstance(r.value, str) and is_cut(r.value):
@@ -473,7 +482,8 @@ def _nested(sections: list[_Section], view: int, split: dict[str, tuple[str, ...
         if sub:
             if passes is None:
                 passes = out["passes"] = []
-            passes.extend({} for _ in range(j - len(passes)))  # a pass with nothing keeps its place
+            if len(passes) < j:  # a pass with nothing keeps its place
+                passes.extend({} for _ in range(j - len(passes)))
             passes.append(sub)
     return out
 
@@ -499,7 +509,8 @@ def _nested_section(section: _Section, view: int, split: dict[str, tuple[str, ..
         if lora:
             if items is None:
                 items = out["loras"] = []
-            items.extend({} for _ in range(i - len(items)))  # a LoRA with nothing keeps its place
+            if len(items) < i:  # a LoRA with nothing keeps its place
+                items.extend({} for _ in range(i - len(items)))
             items.append(lora)
     for polarity, triple in texts.items():
         value = triple[view]

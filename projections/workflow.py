@@ -294,6 +294,7 @@ def plan_generation(
     seen: set[tuple[str, int, str, int]] = set()
     stack: list[_Frame] = [(str(saved_by), 0, "image", -1, False)]
     pop, push = stack.pop, stack.append
+    lora_fields: dict[int, dict[str, FieldSource]] = {}  # per Lora rule (by id): its entry's fields
     while stack:
         nid, index, role, p, guessed = pop()
         in_pass = role in PASS_ROLES
@@ -309,32 +310,19 @@ def plan_generation(
         rule = rules.get(kind)
         scope = passes[p].fields if in_pass and p >= 0 else top
         nxt: list[_Frame] = []
+        # Classes tested most frequent first (a LoRA chain is the longest stretch of most
+        # graphs); only Sampler must come before Node, its base class.
         match rule:
-            case Switch():
-                choice = choose(nid, rule)
-                plan.switches.append((nid, rule, choice))
-                if choice is not None:
-                    _follow(nxt, inputs, choice.input, role, p, guessed or choice.guessed)
-            case PassThrough():
-                _follow(nxt, inputs, rule.outputs.get(index), role, p, guessed)
-            case Compute():
-                pass
             case Lora():
                 if role == "model" and p >= 0:
-                    item = {"name": rule.name, "strength_model": rule.strength_model}
-                    if rule.strength_clip is not None:
-                        item["strength_clip"] = rule.strength_clip
+                    item = lora_fields.get(id(rule))
+                    if item is None:
+                        item = lora_fields[id(rule)] = _lora_fields(rule)
                     entry: dict[str, Claim] = {}
                     _claim(entry, nid, inputs, item, guessed)
                     passes[p].loras.append(entry)
                     _follow(nxt, inputs, rule.model, "model", p, guessed)
                 elif role == "clip":
-                    _follow(nxt, inputs, rule.clip, "clip", p, guessed)
-            case TextEncoder():
-                if role in ("positive", "negative") and p >= 0:
-                    parts = passes[p].texts.setdefault(role, [])
-                    parts.extend((nid, inputs, name, None, None, guessed) for name in rule.text if name in inputs)
-                    _claim(scope, nid, inputs, rule.fields, guessed)
                     _follow(nxt, inputs, rule.clip, "clip", p, guessed)
             case Sampler() if role == "latent":
                 if nid not in samplers:
@@ -351,6 +339,21 @@ def plan_generation(
                 for name in carried:
                     to_role = rule.follow.get(name, SAME)
                     _follow(nxt, inputs, name, role if to_role == SAME else to_role, p, guessed)
+            case TextEncoder():
+                if role in ("positive", "negative") and p >= 0:
+                    parts = passes[p].texts.setdefault(role, [])
+                    parts.extend((nid, inputs, name, None, None, guessed) for name in rule.text if name in inputs)
+                    _claim(scope, nid, inputs, rule.fields, guessed)
+                    _follow(nxt, inputs, rule.clip, "clip", p, guessed)
+            case Switch():
+                choice = choose(nid, rule)
+                plan.switches.append((nid, rule, choice))
+                if choice is not None:
+                    _follow(nxt, inputs, choice.input, role, p, guessed or choice.guessed)
+            case PassThrough():
+                _follow(nxt, inputs, rule.outputs.get(index), role, p, guessed)
+            case Compute():
+                pass
             case _:
                 for name in FALLBACK_FOLLOW.get(role, ()):
                     if is_link(inputs.get(name)):
@@ -363,6 +366,14 @@ def plan_generation(
             else:
                 stack.extend(reversed(nxt))
     return plan
+
+
+def _lora_fields(rule: Lora) -> dict[str, FieldSource]:
+    """The fields of one ``loras`` entry, as the rule names their inputs."""
+    item: dict[str, FieldSource] = {"name": rule.name, "strength_model": rule.strength_model}
+    if rule.strength_clip is not None:
+        item["strength_clip"] = rule.strength_clip
+    return item
 
 
 def walk_generation(
