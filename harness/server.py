@@ -23,16 +23,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .provision import Installation
+from .provision import Installation, supports_flag
 
 _Server = TypeVar("_Server", bound="ComfyServer")
 
 DEFAULT_STARTUP_TIMEOUT = 120.0
 DEFAULT_PROMPT_TIMEOUT = 300.0
 LOG_NAME = "comfyui.log"
-# The folder name under custom_nodes/ is also the module name ComfyUI imports the plugin as
-# (nodes.load_custom_node puts it in sys.modules under that name); using the package's own
-# name keeps absolute `runtime_metadata.*` imports inside the plugin pointing at the same copy.
+# The folder name under custom_nodes/ is the module name the March-2024 ComfyUI imports the
+# plugin as (nodes.load_custom_node puts it in sys.modules under that name; ComfyUI 2025+ uses
+# the folder's whole path instead); the package's own name keeps any absolute
+# `runtime_metadata.*` import inside the plugin pointing at the same copy there.
 DEFAULT_NODE_NAME = "runtime_metadata"
 
 # Loopback requests must never go through an HTTP proxy configured in the environment.
@@ -97,6 +98,8 @@ class ComfyServer:
         model_dirs: Mapping[str, Path | Sequence[Path]] | None = None,
         extra_args: Sequence[str] = (),
         extra_nodes: Mapping[str, Path] | None = None,
+        load_first: Mapping[str, Path] | None = None,
+        load_last: Mapping[str, Path] | None = None,
     ) -> None:
         self.installation = installation
         self.plugin_dir = Path(plugin_dir).resolve()
@@ -108,6 +111,11 @@ class ComfyServer:
         self.extra_args = list(extra_args)
         #: Other custom-node packs to load beside the plugin, by folder name (tests use this).
         self.extra_nodes = {name: Path(p).resolve() for name, p in (extra_nodes or {}).items()}
+        #: Packs ComfyUI imports before / after the plugin and extra_nodes (each group from a
+        #: custom_nodes folder of its own, listed first / last); within one folder ComfyUI
+        #: imports in the file system's order.
+        self.load_first = {name: Path(p).resolve() for name, p in (load_first or {}).items()}
+        self.load_last = {name: Path(p).resolve() for name, p in (load_last or {}).items()}
         # The workdir is never deleted, not even a temp one we made: it holds the outputs and
         # the log, which callers read after stop() (the demo prints the saved image's path).
         self._given_workdir = Path(workdir).resolve() if workdir is not None else None
@@ -190,16 +198,24 @@ class ComfyServer:
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix="comfyui-runtime-metadata-")).resolve()
         self._workdir = workdir
-        for name in ("output", "input", "temp", "custom_nodes"):
+        groups = {
+            "custom_nodes_first": self.load_first,
+            "custom_nodes": {self.node_name: self.plugin_dir, **self.extra_nodes},
+            "custom_nodes_last": self.load_last,
+        }
+        for name in ("output", "input", "temp", "user", *groups):
             (workdir / name).mkdir(parents=True, exist_ok=True)
-        for name, target in {self.node_name: self.plugin_dir, **self.extra_nodes}.items():
-            _link_node_pack(workdir / "custom_nodes" / name, target)
+        for folder, packs in groups.items():
+            for name, target in packs.items():
+                _link_node_pack(workdir / folder / name, target)
         # ComfyUI (this March-2024 version) has no --custom-nodes flag, but main.py feeds every
         # key of an --extra-model-paths-config file to folder_paths.add_model_folder_path, and
         # nodes.load_custom_nodes() scans every "custom_nodes" folder.  That adds our folder
         # next to ComfyUI's own custom_nodes/ without touching the (cached, shared) install.
         # JSON is valid YAML, so json.dumps quotes paths safely.
-        section: dict[str, str] = {"custom_nodes": str(workdir / "custom_nodes")}
+        # ComfyUI imports the packs of its custom_nodes folders in the order they are listed.
+        folders = [workdir / folder for folder, packs in groups.items() if packs]
+        section: dict[str, str] = {"custom_nodes": "\n".join(str(f) for f in folders)}
         for kind, paths in self.model_dirs.items():
             items = [paths] if isinstance(paths, (str, Path)) else list(paths)
             section[kind] = "\n".join(str(Path(p).resolve()) for p in items)
@@ -229,8 +245,20 @@ class ComfyServer:
             "--extra-model-paths-config",
             str(workdir / "extra_model_paths.yaml"),
             "--disable-auto-launch",
+            *self._private_user_dir(workdir),
             *self.extra_args,
         ]
+
+    def _private_user_dir(self, workdir: Path) -> list[str]:
+        # ComfyUI 2025+ keeps settings, workflows and a SQLite database in its user directory,
+        # by default inside the (cached, shared) install: each server gets its own.
+        args: list[str] = []
+        root = self.installation.root
+        if supports_flag(root, "--user-directory"):
+            args += ["--user-directory", str(workdir / "user")]
+        if supports_flag(root, "--database-url"):
+            args += ["--database-url", f"sqlite:///{workdir / 'user' / 'comfyui.db'}"]
+        return args
 
     def _launch(self) -> None:
         workdir = self.workdir
@@ -383,6 +411,17 @@ class ComfyServer:
         if status != 200:
             raise ComfyServerError(f"GET {path} answered HTTP {status}: {body!r}"[:4000])
         return body
+
+    def post_json(self, path: str, body: Any = None, timeout: float = 30.0) -> Any:
+        """POST JSON to a ComfyUI endpoint and return its decoded answer (raises on non-200)."""
+        status, answer = self._api("POST", path, {} if body is None else body, timeout=timeout)
+        if status != 200:
+            raise ComfyServerError(f"POST {path} answered HTTP {status}: {answer!r}"[:4000])
+        return answer
+
+    def interrupt(self) -> None:
+        """Press ComfyUI's interrupt button (POST /interrupt): the running node stops at its next check."""
+        self.post_json("/interrupt")
 
     def object_info(self) -> dict[str, Any]:
         """Return GET /object_info: every node class ComfyUI knows, with its inputs."""
