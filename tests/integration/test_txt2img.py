@@ -13,45 +13,17 @@ import copy
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from integration_helpers import RUN_TIMEOUT, LogWindow, logs_dir
 from PIL import Image
 
-from runtime_metadata.harness import ComfyServer, Installation
-from runtime_metadata.harness.models import Models, ensure_models
+from runtime_metadata.harness import ComfyServer
+from runtime_metadata.harness.models import Models
 
-FirstRun = tuple[dict[str, Any], str, Path, float]  # prompt, prompt_id, saved PNG, seconds
-RUN_TIMEOUT = 600.0  # the first run loads a 2.1 GB checkpoint on a possibly busy CPU
-
-
-@pytest.fixture(scope="module")
-def models(comfy_installation: Installation) -> Models:
-    return ensure_models(comfy_installation)
-
-
-@pytest.fixture(scope="module")
-def server(
-    start_comfy: Callable[..., ComfyServer],
-    models: Models,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ComfyServer]:
-    logs = tmp_path_factory.mktemp("rtlogs-txt2img")
-    server = start_comfy(
-        env={
-            "AAA_METADATA_ENABLE_HOOKS": "1",
-            "AAA_METADATA_LOG_DIR": str(logs),
-            "AAA_METADATA_DEBUG": "1",
-            "AAA_METADATA_LOG_DISAGREEMENTS": "1",
-            "AAA_METADATA_LOG_PERFORMANCE": "1",
-        },
-        model_dirs=models.model_dirs(),
-        extra_nodes={"testpack": Path(__file__).resolve().parent / "testpack"},
-    )
-    yield server
-    server.stop()  # now rather than at session end: it holds ~5 GB of fp32 weights
+FirstRun = tuple[dict[str, Any], str, Path, str]  # prompt, prompt_id, saved PNG, what the server logged
 
 
 def txt2img(models: Models, prefix: str) -> dict[str, Any]:
@@ -144,10 +116,11 @@ def by_id(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def first_run(server: ComfyServer, models: Models) -> FirstRun:
+def first_run(comfy: ComfyServer, models: Models) -> FirstRun:
     prompt = txt2img(models, "txt2img")
-    prompt_id, image, seconds = run(server, prompt)
-    return prompt, prompt_id, image, seconds
+    window = LogWindow(comfy)
+    prompt_id, image, _ = run(comfy, prompt)
+    return prompt, prompt_id, image, window.text()
 
 
 def test_ksampler_records_the_seed_and_steps_only_the_run_knew(first_run: FirstRun) -> None:
@@ -191,8 +164,8 @@ def test_loras_text_and_clip_skip_are_recorded(first_run: FirstRun, models: Mode
     assert sorted(nodes, key=int) == [str(i) for i in range(1, 12)]
 
 
-def test_comfyui_took_the_files_as_sd15(server: ComfyServer, first_run: FirstRun) -> None:
-    log = server.log_text()
+def test_comfyui_took_the_files_as_sd15(first_run: FirstRun) -> None:
+    log = first_run[3]
     # ComfyUI's own view: an SD1.5 text encoder and UNet were loaded, every LoRA key applied.
     assert "Requested to load SD1ClipModel" in log and "Requested to load BaseModel" in log
     assert "lora key not loaded" not in log
@@ -209,12 +182,12 @@ def test_the_image_is_a_real_decode(first_run: FirstRun) -> None:
     assert max(h - l for l, h in zip(lo, hi)) > 0
 
 
-def test_a_standalone_vae_reuses_the_cached_sampling(server: ComfyServer, models: Models, first_run: FirstRun) -> None:
+def test_a_standalone_vae_reuses_the_cached_sampling(comfy: ComfyServer, models: Models, first_run: FirstRun) -> None:
     prompt = copy.deepcopy(first_run[0])
     prompt["12"]["inputs"]["filename_prefix"] = "txt2img-vae"
     prompt["13"] = {"class_type": "VAELoader", "inputs": {"vae_name": models.vae_name}}
     prompt["11"]["inputs"]["vae"] = ["13", 0]
-    _, image, _ = run(server, prompt)
+    _, image, _ = run(comfy, prompt)
     nodes = by_id(runtime_doc(image))
     status = {i: n["status"] for i, n in nodes.items()}
     executed = sorted(i for i, s in status.items() if s == "executed")
@@ -229,7 +202,7 @@ def test_a_standalone_vae_reuses_the_cached_sampling(server: ComfyServer, models
 
 
 def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
-    server: ComfyServer, models: Models, capsys: pytest.CaptureFixture[str]
+    comfy: ComfyServer, models: Models, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Seed from a node the parser cannot compute; a switch whose choice only the run knows."""
     prompt = txt2img(models, "reconcile")
@@ -241,7 +214,8 @@ def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
         "inputs": {"select": ["20", 0], "on_1": ["5", 0], "on_2": ["21", 0]},
     }
     prompt["10"]["inputs"].update(positive=["22", 0], cfg=1.0)  # cfg 1 halves the sampling time
-    prompt_id, image, _ = run(server, prompt)
+    window = LogWindow(comfy)
+    prompt_id, image, _ = run(comfy, prompt)
     with Image.open(image) as img:
         img.load()
         chunks = dict(img.text)
@@ -268,7 +242,7 @@ def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
         "cause": "switch picked another branch",
     }
     # With debug and the two log flags on, the server log says so in DESIGN.md's formats.
-    log_text = server.log_text()
+    log_text = window.text()
     assert (
         "[MetadataSaveImage] Disagreement at 'ai_info.generation.sampler.seed': parser=unknown (linked from node 8, SeedFromText) → runtime=833"
         in log_text
@@ -285,7 +259,7 @@ def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
     assert "Seed: 833" in params and "Size: 64x64" in params
     assert f"Model: {Path(models.checkpoint_name).stem}" in params
     # And the saved log rebuilds the very same document.
-    log_file = Path(server.env["AAA_METADATA_LOG_DIR"]) / f"{prompt_id}.rtlog"
+    log_file = logs_dir(comfy) / f"{prompt_id}.rtlog"
     from runtime_metadata.cli import main as cli_main
 
     assert cli_main(["replay", str(log_file), "--check", str(image)]) == 0
@@ -294,7 +268,7 @@ def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
     # Saved again under another name: everything upstream is served from ComfyUI's cache, and
     # the image still says what it was made with, from the run that computed the cache.
     prompt["12"]["inputs"]["filename_prefix"] = "reconcile-again"
-    again_id, again, seconds = run(server, prompt)
+    again_id, again, seconds = run(comfy, prompt)
     with Image.open(again) as img:
         img.load()
         doc2 = json.loads(img.text["runtime_metadata"])
@@ -306,7 +280,7 @@ def test_the_merged_document_prefers_the_run_and_lists_every_disagreement(
     assert seconds < 30  # nothing was sampled again
 
 
-def test_two_save_branches_each_describe_their_own_sampler(server: ComfyServer, models: Models) -> None:
+def test_two_save_branches_each_describe_their_own_sampler(comfy: ComfyServer, models: Models) -> None:
     """One checkpoint, two samplers with their own seeds and prompts, one save node each."""
     prompt = txt2img(models, "branch-a")
     prompt["10"]["inputs"].update(cfg=1.0, seed=111, steps=1)
@@ -317,13 +291,13 @@ def test_two_save_branches_each_describe_their_own_sampler(server: ComfyServer, 
         "class_type": "SaveImageRuntimeMetadata",
         "inputs": {"images": ["32", 0], "filename_prefix": "branch-b"},
     }
-    prompt_id = server.queue(prompt)
-    entry = server.wait(prompt_id, timeout=RUN_TIMEOUT)
+    prompt_id = comfy.queue(prompt)
+    entry = comfy.wait(prompt_id, timeout=RUN_TIMEOUT)
     assert entry["status"]["status_str"] == "success", entry["status"]
     docs = {}
     for save_id in ("12", "33"):
         (img,) = entry["outputs"][save_id]["images"]
-        with Image.open(server.output_dir / img["subfolder"] / img["filename"]) as image:
+        with Image.open(comfy.output_dir / img["subfolder"] / img["filename"]) as image:
             image.load()
             docs[save_id] = json.loads(image.text["runtime_metadata"])
     a, b = docs["12"], docs["33"]
@@ -338,19 +312,19 @@ def test_two_save_branches_each_describe_their_own_sampler(server: ComfyServer, 
     assert a["ai_info"]["disagreements"] == [] and b["ai_info"]["disagreements"] == []
 
 
-def test_each_image_of_a_seed_list_carries_its_own_seed(server: ComfyServer, models: Models) -> None:
+def test_each_image_of_a_seed_list_carries_its_own_seed(comfy: ComfyServer, models: Models) -> None:
     """A batch list of seeds: ComfyUI samples and saves once per seed; each image says its own."""
     prompt = txt2img(models, "seedlist")
     prompt["8"] = {"class_type": "SeedList", "inputs": {"start": 5000, "count": 2}}
     prompt["10"]["inputs"].update(cfg=1.0, steps=1)
-    prompt_id = server.queue(prompt)
-    entry = server.wait(prompt_id, timeout=RUN_TIMEOUT)
+    prompt_id = comfy.queue(prompt)
+    entry = comfy.wait(prompt_id, timeout=RUN_TIMEOUT)
     assert entry["status"]["status_str"] == "success", entry["status"]
     images = entry["outputs"]["12"]["images"]
     assert len(images) == 2
     seeds, params = [], []
     for img in images:
-        with Image.open(server.output_dir / img["subfolder"] / img["filename"]) as image:
+        with Image.open(comfy.output_dir / img["subfolder"] / img["filename"]) as image:
             image.load()
             doc = json.loads(image.text["runtime_metadata"])
             params.append(image.text["parameters"])
@@ -359,11 +333,11 @@ def test_each_image_of_a_seed_list_carries_its_own_seed(server: ComfyServer, mod
         assert sampler["inputs"]["seed"] == [5000, 5001] and sampler["calls"] == 2  # the run, honestly
     assert seeds == [5000, 5001]
     assert "Seed: 5000," in params[0] and "Seed: 5001," in params[1]
-    log_file = Path(server.env["AAA_METADATA_LOG_DIR"]) / f"{prompt_id}.rtlog"
+    log_file = logs_dir(comfy) / f"{prompt_id}.rtlog"
     from runtime_metadata.cli import main as cli_main
 
     for img in images:
         assert (
-            cli_main(["replay", str(log_file), "--check", str(server.output_dir / img["subfolder"] / img["filename"])])
+            cli_main(["replay", str(log_file), "--check", str(comfy.output_dir / img["subfolder"] / img["filename"])])
             == 0
         )

@@ -1,7 +1,9 @@
 """A test-only node pack, loaded beside the plugin in the integration servers.
 
 Its nodes stand for what third-party packs do and a static parser cannot know: a seed derived
-from text, a batch list of seeds, a node that takes an API key.
+from text, a batch list of seeds, a node that takes an API key; and for what the executor does
+at run time: an interrupt, an async node, node expansion, a V3 node (the last three only where
+the ComfyUI has them).
 """
 
 from __future__ import annotations
@@ -101,10 +103,115 @@ class BreakMetadataOnce:
         return (images,)
 
 
+class WaitForInterrupt:
+    """Runs until ComfyUI's interrupt button is pressed, then stops as samplers do.
+
+    It first creates ``ready_file`` so that the test knows the node is running (ComfyUI resets
+    the interrupt flag when a prompt starts: pressing it earlier would be lost).
+    """
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    TIMEOUT = 120.0  # seconds: a test that never presses the button fails instead of hanging
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {"default": 0}), "ready_file": ("STRING", {"default": ""})}}
+
+    def run(self, value, ready_file):
+        import pathlib
+        import time
+
+        import comfy.model_management
+
+        pathlib.Path(ready_file).write_text("running")
+        deadline = time.monotonic() + self.TIMEOUT
+        while time.monotonic() < deadline:
+            # What KSampler's progress callback does between steps: raises once interrupted.
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            time.sleep(0.01)
+        raise TimeoutError(f"nobody pressed interrupt within {self.TIMEOUT:.0f}s")
+
+
+class AsyncSleep:
+    """An async node (ComfyUI 2025+ runs ``async def`` functions as tasks): value after a sleep."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {"default": 0}), "seconds": ("FLOAT", {"default": 0.5})}}
+
+    async def run(self, value, seconds):
+        import asyncio
+
+        await asyncio.sleep(seconds)
+        return (value,)
+
+
+class ExpandAddTwice:
+    """Node expansion (ComfyUI 2024-08+): becomes two IntMath nodes, value + 1 + 2."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {"default": 0})}}
+
+    def run(self, value):
+        from comfy_execution.graph_utils import GraphBuilder
+
+        graph = GraphBuilder()
+        first = graph.node("IntMathRuntimeMetadata", a=value, b=1, op="add")
+        second = graph.node("IntMathRuntimeMetadata", a=first.out(0), b=2, op="add")
+        return {"result": (second.out(0),), "expand": graph.finalize()}
+
+
 NODE_CLASS_MAPPINGS = {
     "SeedFromText": SeedFromText,
     "SeedList": SeedList,
     "KeyedColor": KeyedColor,
     "TextValue": TextValue,
     "BreakMetadataOnce": BreakMetadataOnce,
+    "WaitForInterrupt": WaitForInterrupt,
+    "AsyncSleep": AsyncSleep,
+    "ExpandAddTwice": ExpandAddTwice,
 }
+
+
+def _v3_nodes():
+    """A node written against ComfyUI's V3 API (``comfy_api.latest``, 2025+), where there is one."""
+    try:
+        from comfy_api.latest import io
+    except ImportError:  # an older ComfyUI
+        return {}
+
+    class KeyedColorV3(io.ComfyNode):
+        """KeyedColor in the V3 API, with ComfyUI's credentials as V3 hidden inputs."""
+
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(
+                node_id="KeyedColorV3",
+                category="testing",
+                inputs=[io.String.Input("api_key", default=""), io.Int.Input("color", default=0, min=0, max=0xFFFFFF)],
+                outputs=[io.Int.Output()],
+                hidden=[io.Hidden.unique_id, io.Hidden.auth_token_comfy_org, io.Hidden.api_key_comfy_org],
+            )
+
+        @classmethod
+        def execute(cls, api_key, color):
+            hidden = cls.hidden
+            if hidden is None or hidden.unique_id is None or hidden.api_key_comfy_org is None:
+                raise ValueError("ComfyUI did not deliver the hidden inputs")  # the test sends them
+            return io.NodeOutput(color)
+
+    return {"KeyedColorV3": KeyedColorV3}
+
+
+NODE_CLASS_MAPPINGS.update(_v3_nodes())
