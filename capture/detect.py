@@ -82,10 +82,16 @@ COMFY_ORDER = {
 #: executor (2024, and the sync ``execute`` of Aug 2024 - Jul 2025), then the node's ids first.
 CALL_ORDER_SYNC = ("obj", "input_data_all")
 CALL_ORDER_ASYNC = ("prompt_id", "unique_id", "obj", "input_data_all")
+#: The async executor's per-node ``execute(server, dynprompt, caches, current_item, ...)``: its
+#: leading parameters, unchanged by what later versions append (``ui_outputs``, ``asset_manager``).
+NODE_ORDER_ASYNC = ("server", "dynprompt", "caches", "current_item")
 
 
 def assumed_order(execution: Any, name: str) -> tuple[str, ...]:
     """ComfyUI's argument order at wrap point ``name``; () where the generation is not certain."""
+    if name == "node":
+        async_node = inspect.iscoroutinefunction(getattr(execution, "execute", None))
+        return NODE_ORDER_ASYNC if async_node and not hasattr(execution, "recursive_execute") else ()
     if name != "call":
         return COMFY_ORDER.get(name, ())
     node = getattr(execution, "execute", None)

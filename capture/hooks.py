@@ -359,6 +359,8 @@ class NodeHook(Hook):
             i = self.i_item
             node_id = args[i] if i < len(args) else kwargs.get("current_item")
             if type(node_id) is not str:
+                if not isinstance(node_id, int):  # no node id where the order was only assumed
+                    return None
                 node_id = str(node_id)
             if self.i_dyn is not None and rec.dynprompt is None:
                 rec.dynprompt = _arg(args, kwargs, self.i_dyn, "dynprompt")
