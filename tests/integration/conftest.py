@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_helpers import BASE_SETTINGS, TESTPACK  # this folder is on sys.path (no __init__.py)
 
 from runtime_metadata.harness import ComfyServer, Installation, ensure_comfyui
 from runtime_metadata.harness.models import Models, ensure_models
 from runtime_metadata.harness.provision import DEFAULT_GENERATION, GENERATIONS, SourceMissing
+
+from .integration_helpers import BASE_SETTINGS, TESTPACK
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the plugin package itself
 
@@ -59,11 +60,21 @@ def generation(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def comfy_installation(generation: str) -> Installation:
+def installation(generation: str) -> Installation:
     """Provision (or reuse) this generation's ComfyUI once per session.
 
     The March-2024 one honours COMFYUI_PATH/COMFYUI_PYTHON; the modern one COMFYUI_MODERN_SRC.
     """
+    return _installation(generation)
+
+
+@pytest.fixture(scope="session")
+def comfy_installation() -> Installation:
+    """The default generation's ComfyUI, for tests that need one whatever its generation (browser tests)."""
+    return _installation(DEFAULT_GENERATION)
+
+
+def _installation(generation: str) -> Installation:
     try:
         return ensure_comfyui(generation=generation)
     except SourceMissing as missing:
@@ -73,22 +84,22 @@ def comfy_installation(generation: str) -> Installation:
 
 
 @pytest.fixture(scope="session")
-def models(comfy_installation: Installation) -> Models:
+def models(installation: Installation) -> Models:
     """The random-weight SD1.5 files (generated once per machine, shared by both generations)."""
-    return ensure_models(comfy_installation)
+    return ensure_models(installation)
 
 
 @pytest.fixture(scope="session")
 def comfy(
-    comfy_installation: Installation, models: Models, tmp_path_factory: pytest.TempPathFactory
+    installation: Installation, models: Models, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ComfyServer]:
     """The shared server of this generation (see the module docstring)."""
-    base = tmp_path_factory.mktemp(f"comfy-{comfy_installation.generation}")
+    base = tmp_path_factory.mktemp(f"comfy-{installation.generation}")
     config = base / "config.json"
     config.write_text(json.dumps(BASE_SETTINGS))
     (base / "rtlogs").mkdir()
     server = ComfyServer(
-        comfy_installation,
+        installation,
         plugin_dir=REPO_ROOT,
         env={"AAA_METADATA_CONFIG": str(config), "AAA_METADATA_LOG_DIR": str(base / "rtlogs")},
         workdir=base / "server",
@@ -103,14 +114,14 @@ def comfy(
 
 
 @pytest.fixture
-def start_comfy(comfy_installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartComfy]:
+def start_comfy(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartComfy]:
     """start(env=None, **ComfyServer kwargs) -> a started server of this generation, stopped after the test."""
     servers: list[ComfyServer] = []
 
     def start(env: dict[str, str] | None = None, **kwargs: Any) -> ComfyServer:
         # A pytest-managed workdir keeps the server log and outputs around after failures.
-        kwargs.setdefault("workdir", tmp_path_factory.mktemp(f"comfy-{comfy_installation.generation}-own"))
-        server = ComfyServer(comfy_installation, plugin_dir=REPO_ROOT, env=env, **kwargs)
+        kwargs.setdefault("workdir", tmp_path_factory.mktemp(f"comfy-{installation.generation}-own"))
+        server = ComfyServer(installation, plugin_dir=REPO_ROOT, env=env, **kwargs)
         servers.append(server)
         return server.start()
 

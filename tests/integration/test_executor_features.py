@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from integration_helpers import document_of, events_of, run_ok, runtime_nodes, saved_images, unique
 
 from runtime_metadata.events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted
 from runtime_metadata.harness import ComfyServer
+
+from .integration_helpers import document_of, events_of, run_ok, runtime_nodes, saved_images, unique
 
 
 def save(images: list[Any], prefix: str) -> dict[str, Any]:

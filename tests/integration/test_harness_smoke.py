@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from integration_helpers import run_ok, saved_images
 from PIL import Image
 
 from runtime_metadata.harness import ComfyServer, Installation
 from runtime_metadata.harness.provision import comfyui_version_of
+
+from .integration_helpers import run_ok, saved_images
 
 
 def test_empty_image_is_saved_with_prompt_metadata(comfy: ComfyServer) -> None:
@@ -37,10 +38,10 @@ def test_empty_image_is_saved_with_prompt_metadata(comfy: ComfyServer) -> None:
 
 
 def test_each_generation_is_the_comfyui_it_claims_to_be(
-    comfy: ComfyServer, comfy_installation: Installation, generation: str
+    comfy: ComfyServer, installation: Installation, generation: str
 ) -> None:
     """The March-2024 tree predates comfyui_version.py; the modern one serves the Vue frontend."""
-    version = comfyui_version_of(comfy_installation.root)
+    version = comfyui_version_of(installation.root)
     system = comfy.get_json("/system_stats")["system"]
     with urllib.request.urlopen(comfy.url + "/", timeout=30) as response:
         page = response.read().decode("utf-8", "replace")

@@ -10,7 +10,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from integration_helpers import (
+from PIL import Image
+
+from runtime_metadata.canonical import encode_document
+from runtime_metadata.cli import main as cli_main
+from runtime_metadata.events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, RunFinished, RunStarted
+from runtime_metadata.harness import ComfyServer, Installation
+from runtime_metadata.harness.provision import comfyui_version_of
+from runtime_metadata.projections.document import build_document
+
+from .integration_helpers import (
     LogWindow,
     chunks_of,
     document_of,
@@ -25,14 +34,6 @@ from integration_helpers import (
     unique,
     wait_for_file,
 )
-from PIL import Image
-
-from runtime_metadata.canonical import encode_document
-from runtime_metadata.cli import main as cli_main
-from runtime_metadata.events.schema import NodeCached, NodeFinished, NodeInputs, NodeStarted, RunFinished, RunStarted
-from runtime_metadata.harness import ComfyServer, Installation
-from runtime_metadata.harness.provision import comfyui_version_of
-from runtime_metadata.projections.document import build_document
 
 #: What the plugin calls each generation's executor (capture/hooks.describe_generation).
 EXECUTOR = {"march2024": "executor 2024 (recursive_execute)", "modern": "executor 2025+ (async execute)"}
@@ -49,7 +50,7 @@ def run_example(server: ComfyServer, prefix: str, **changes: Any) -> tuple[str, 
 
 
 def test_every_node_of_the_run_is_captured_with_the_values_only_the_run_knew(
-    comfy: ComfyServer, comfy_installation: Installation, generation: str
+    comfy: ComfyServer, installation: Installation, generation: str
 ) -> None:
     prompt_id, prompt, image = run_example(comfy, "computed")
     doc = document_of(image)["runtime"]
@@ -64,7 +65,7 @@ def test_every_node_of_the_run_is_captured_with_the_values_only_the_run_knew(
     assert nodes["4"]["inputs"]["image"] == {"type": "torch.Tensor", "shape": [1, 48, 64, 3], "dtype": "torch.float32"}
     assert doc["prompt_id"] == prompt_id
     assert doc["saved_by"] == {"id": "5", "class_type": "SaveImageRuntimeMetadata"}
-    version = comfyui_version_of(comfy_installation.root)
+    version = comfyui_version_of(installation.root)
     assert doc["comfyui"] == f"ComfyUI {version or 'unversioned (before comfyui_version.py)'}, {EXECUTOR[generation]}"
     # The log has every node of the run, the save node included, each started and finished once.
     events = events_of(comfy, prompt_id)
@@ -259,16 +260,25 @@ def test_doctor_reports_what_the_running_comfyui_captures(comfy: ComfyServer, ge
     assert ("wrapped  node: execution.execute" in out) == (generation == "modern")
 
 
-def test_switching_capture_on_in_config_json_needs_no_restart(start_comfy, tmp_path: Path) -> None:
-    """A server started with capture off: the executor is untouched until config.json says on."""
+def test_a_server_started_with_capture_off_and_disable_metadata(start_comfy, tmp_path: Path) -> None:
+    """Capture off in config.json: the executor is untouched until it says on, no restart needed.
+
+    The server also runs with ComfyUI's --disable-metadata (one server for two start-up
+    options): the saved images carry no metadata at all, with capture off and on.
+    """
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"runtime_hooks": {"enabled": False}}))
-    server = start_comfy(env={"AAA_METADATA_CONFIG": str(config)})
-    _, _, before = run_example(server, "cfg-off", **{"1": {"a": 11}})
-    assert document_of(before)["provenance"]["capture_mode"] == "parser"
+    logs = tmp_path / "rtlogs"
+    server = start_comfy(
+        env={"AAA_METADATA_CONFIG": str(config), "AAA_METADATA_LOG_DIR": str(logs)}, extra_args=["--disable-metadata"]
+    )
+    off_id, _, before = run_example(server, "cfg-off", **{"1": {"a": 11}})
+    assert chunks_of(before) == {}
     assert "capture installed" not in server.log_text()  # off: the executor was not touched
+    assert not (logs / f"{off_id}.rtlog").exists()
     config.write_text(json.dumps({"runtime_hooks": {"enabled": True}}))
-    _, _, after = run_example(server, "cfg-on", **{"1": {"a": 12}})
-    doc = document_of(after)
-    assert doc["provenance"]["capture_mode"] == "parser+runtime"
-    assert {n["id"]: n for n in doc["runtime"]["nodes"]}["3"]["inputs"]["width"] == 48
+    on_id, _, after = run_example(server, "cfg-on", **{"1": {"a": 12}})
+    assert chunks_of(after) == {}
+    assert "capture installed" in server.log_text()
+    inputs = {e.node_id: e.inputs for e in events_of(server, on_id) if isinstance(e, NodeInputs)}
+    assert inputs["3"]["width"] == [48]

@@ -7,18 +7,18 @@ packs provide: seeds computed from text, batch lists of seeds, nodes taking API 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_helpers import events_of, logs_dir, run_ok, saved_images, settings
 from PIL import Image
 
 from runtime_metadata.events.log import read_log_file
 from runtime_metadata.events.schema import NodeInputs
 from runtime_metadata.harness import ComfyServer
 from runtime_metadata.writers.read import read_metadata
+
+from .integration_helpers import events_of, logs_dir, run_ok, saved_images, settings
 
 WORKFLOW = {"nodes": [], "links": [], "version": 0.4, "extra": {"note": "kept as ComfyUI sent it"}}
 
@@ -103,14 +103,6 @@ def test_credentials_never_reach_the_log_or_the_document(comfy: ComfyServer) -> 
     keyed = {n["id"]: n for n in meta.document["runtime"]["nodes"]}["0"]
     assert keyed["inputs"]["api_key"] == "[redacted]"
     assert read_log_file(log_file).events[0].prompt["0"]["inputs"]["api_key"] == "[redacted]"
-
-
-def test_disable_metadata_is_honoured(start_comfy: Callable[..., ComfyServer]) -> None:
-    server = start_comfy(env={"AAA_METADATA_ENABLE_HOOKS": "1"}, extra_args=["--disable-metadata"])
-    _, (image,) = run(server, graph({"filename_prefix": "nometa"}))
-    with Image.open(image) as img:
-        img.load()
-        assert dict(img.text) == {}
 
 
 def test_a_large_document_goes_to_a_sidecar_when_the_limit_changes_without_restart(comfy: ComfyServer) -> None:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_helpers import RUN_TIMEOUT, LogWindow, logs_dir
 from PIL import Image
 
 from runtime_metadata.harness import ComfyServer
 from runtime_metadata.harness.models import Models
+
+from .integration_helpers import RUN_TIMEOUT, LogWindow, logs_dir
 
 FirstRun = tuple[dict[str, Any], str, Path, str]  # prompt, prompt_id, saved PNG, what the server logged
 

@@ -1,0 +1,1 @@
+"""Integration tests against real ComfyUI servers (see conftest.py)."""
