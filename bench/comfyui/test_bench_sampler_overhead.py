@@ -73,14 +73,13 @@ def txt2img(checkpoint: str, seed: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def server(comfy, tmp_path_factory):
+def server(comfy, installation, tmp_path_factory):
     import runtime_metadata
-    from runtime_metadata.harness import ComfyServer, ensure_comfyui
+    from runtime_metadata.harness import ComfyServer
     from runtime_metadata.harness.models import ensure_models
 
     config = tmp_path_factory.mktemp("bench-sampler-config") / "config.json"
     config.write_text(json.dumps(settings(True)))
-    installation = ensure_comfyui(log=lambda message: None)
     models = ensure_models(installation)
     os.environ.pop("AAA_METADATA_ENABLE_HOOKS", None)  # it would override config.json in the server
     plugin_dir = Path(runtime_metadata.__file__).resolve().parent

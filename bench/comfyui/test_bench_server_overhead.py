@@ -28,13 +28,12 @@ BENCHPACK = Path(__file__).resolve().parent / "benchpack"
 
 
 @pytest.fixture(scope="module")
-def server(comfy, tmp_path_factory):
+def server(comfy, installation, tmp_path_factory):
     import runtime_metadata
-    from runtime_metadata.harness import ComfyServer, ensure_comfyui
+    from runtime_metadata.harness import ComfyServer
 
     config = tmp_path_factory.mktemp("bench-config") / "config.json"
     config.write_text(json.dumps({"runtime_hooks": {"enabled": True}}))
-    installation = ensure_comfyui(log=lambda message: None)
     os.environ.pop("AAA_METADATA_ENABLE_HOOKS", None)  # it would override config.json in the server
     plugin_dir = Path(runtime_metadata.__file__).resolve().parent
     with ComfyServer(
