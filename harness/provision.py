@@ -765,6 +765,8 @@ def _extract_archive(archive: Path, dest: Path) -> int:
                 tarred.extract(member, dest, filter="data")
                 count += member.isfile()
             return count
+    except tarfile.FilterError as error:
+        raise ProvisionError(f"unsafe path in {archive.name}: {error}") from error
     except tarfile.TarError as error:
         raise ProvisionError(f"{archive} is neither a zip nor a tar archive ({error})") from error
 

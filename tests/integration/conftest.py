@@ -9,8 +9,8 @@ by generation, so one server of each runs at a time and is stopped before the ne
 ``comfy`` is the shared server: capture enabled through a ``config.json`` that tests may
 change for a while (``integration_helpers.settings``), event logs kept in a folder, the test node pack
 loaded, the random-weight SD1.5 models on its model paths. A test that needs a server started
-differently asks ``start_comfy`` for one (stopped at the end of the test); keep that rare, a
-server takes 10 to 20 seconds to start.
+differently asks ``start_comfy`` for one (stopped at the end of its module, or by the test);
+keep that rare, a server takes 10 to 20 seconds to start.
 
 Without the modern ComfyUI's source (a fresh clone without ``../shared``) the modern tests
 skip, saying how to enable them; under ``CI=true`` that is an error instead.
@@ -113,9 +113,12 @@ def comfy(
         server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def start_comfy(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartComfy]:
-    """start(env=None, **ComfyServer kwargs) -> a started server of this generation, stopped after the test."""
+    """start(env=None, **ComfyServer kwargs) -> a started server of this generation.
+
+    Stopped at the end of the module (module fixtures share them); a test may stop its own sooner.
+    """
     servers: list[ComfyServer] = []
 
     def start(env: dict[str, str] | None = None, **kwargs: Any) -> ComfyServer:

@@ -153,3 +153,4 @@ def test_capture_and_the_other_pack_both_work_and_switch_off_cleanly(
     capture = status(server)["capture"]
     assert capture["skipped"] == [] and capture["active"] is True
     assert assumed_notes(capture) == sorted(points)
+    server.stop()  # now rather than at the end of the module

@@ -282,3 +282,4 @@ def test_a_server_started_with_capture_off_and_disable_metadata(start_comfy, tmp
     assert "capture installed" in server.log_text()
     inputs = {e.node_id: e.inputs for e in events_of(server, on_id) if isinstance(e, NodeInputs)}
     assert inputs["3"]["width"] == [48]
+    server.stop()  # now rather than at the end of the module
