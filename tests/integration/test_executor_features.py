@@ -174,3 +174,129 @@ def test_subgraph_ids_with_expansion_inside_a_subgraph(comfy: ComfyServer) -> No
     nodes = runtime_nodes(image)
     assert list(nodes) == ["9:1", "9:2", "9:2.0.0.1", "9:2.0.0.2", "9:3"]
     assert nodes["9:3"]["inputs"]["color"] == value + 3
+
+
+@pytest.mark.generations("modern")
+def test_an_async_node_mapped_over_a_list_ends_with_its_last_task(comfy: ComfyServer) -> None:
+    start, seconds = unique(), 0.3
+    prompt = {
+        "1": {"class_type": "SeedList", "inputs": {"start": start, "count": 3}},
+        "2": {"class_type": "AsyncSleep", "inputs": {"value": ["1", 0], "seconds": seconds}},
+        "3": image_of(["2", 0]),
+        "4": save(["3", 0], "async-list"),
+    }
+    prompt_id, entry = run_ok(comfy, prompt)
+    assert len(saved_images(comfy, entry)) == 3
+    events = events_of(comfy, prompt_id)
+    [inputs] = of(events, NodeInputs, "2")
+    assert inputs.calls == 3 and inputs.inputs["value"] == [start, start + 1, start + 2]
+    [started], [finished] = of(events, NodeStarted, "2"), of(events, NodeFinished, "2")
+    assert finished.status == "executed"
+    # Three tasks of 0.3 s at once: the node lasts one sleep at least, and ends before its user starts.
+    assert finished.t_ns - started.t_ns >= seconds * 1e9
+    assert finished.t_ns <= of(events, NodeStarted, "3")[0].t_ns
+
+
+@pytest.mark.generations("modern")
+def test_a_failing_async_node_is_recorded_as_failed_when_its_task_fails(comfy: ComfyServer) -> None:
+    value, seconds = unique(), 0.3
+    prompt = {
+        "1": {"class_type": "AsyncSleep", "inputs": {"value": value, "seconds": seconds, "fail": True}},
+        "2": image_of(["1", 0]),
+        "3": save(["2", 0], "async-fail"),
+    }
+    prompt_id = comfy.queue(prompt)
+    entry = comfy.wait(prompt_id, timeout=120)
+    assert entry["status"]["status_str"] == "error"
+    events = events_of(comfy, prompt_id)
+    [started], [failed] = of(events, NodeStarted, "1"), of(events, NodeFinished, "1")
+    message = f"async failure after {seconds} s with {value}"
+    assert (failed.status, failed.error_type, failed.error_message) == ("failed", "RuntimeError", message)
+    assert failed.t_ns - started.t_ns >= seconds * 1e9  # when its task failed, not when it was handed back
+    assert (events[-1].status, events[-1].error_type) == ("error", "RuntimeError")
+    assert of(events, NodeStarted, "2") == []
+
+
+@pytest.mark.generations("modern")
+def test_a_node_failing_before_its_function_is_called_is_recorded_as_failed(comfy: ComfyServer) -> None:
+    value = unique()
+    prompt = {
+        "1": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": value, "b": 0, "op": "add"}},
+        "2": {"class_type": "LazyCheckFails", "inputs": {"value": ["1", 0]}},
+        "3": image_of(["2", 0]),
+        "4": save(["3", 0], "fail-before-call"),
+    }
+    prompt_id = comfy.queue(prompt)
+    assert comfy.wait(prompt_id, timeout=120)["status"]["status_str"] == "error"
+    events = events_of(comfy, prompt_id)
+    assert of(events, NodeStarted, "2") == [] and of(events, NodeInputs, "2") == []  # never called
+    [failed] = of(events, NodeFinished, "2")
+    assert (failed.status, failed.error_type, failed.error_message) == ("failed", "RuntimeError", "lazy check failed")
+    assert events[-1].status == "error"
+
+
+@pytest.mark.generations("modern")
+def test_nested_expansion_keeps_each_nodes_parent_and_the_outer_display_id(comfy: ComfyServer) -> None:
+    value = unique()
+    prompt = {
+        "1": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": value, "b": 0, "op": "add"}},
+        "2": {"class_type": "ExpandAddTwice", "inputs": {"value": ["1", 0], "inner": "nested"}},
+        "3": image_of(["2", 0]),
+        "4": save(["3", 0], "nested"),
+    }
+    prompt_id, entry = run_ok(comfy, prompt)
+    events = events_of(comfy, prompt_id)
+    assert [(e.node_id, e.class_type, e.display_id, e.parent_id) for e in of(events, NodeStarted)] == [
+        ("1", "IntMathRuntimeMetadata", None, None),
+        ("2", "ExpandAddTwice", None, None),
+        ("2.0.0.1", "ExpandAddTwice", "2", "2"),
+        ("2.0.0.1.0.0.1", "IntMathRuntimeMetadata", "2", "2.0.0.1"),
+        ("2.0.0.1.0.0.2", "IntMathRuntimeMetadata", "2", "2.0.0.1"),
+        ("2.0.0.2", "IntMathRuntimeMetadata", "2", "2"),
+        ("3", "EmptyImage", None, None),
+        ("4", "SaveImageRuntimeMetadata", None, None),
+    ]
+    ends = [e.node_id for e in of(events, NodeFinished)]
+    assert ends.index("2.0.0.1.0.0.2") < ends.index("2.0.0.1") < ends.index("2.0.0.2") < ends.index("2")
+    (image,) = saved_images(comfy, entry)
+    nodes = runtime_nodes(image)
+    assert list(nodes) == ["1", "2", "2.0.0.1", "2.0.0.1.0.0.1", "2.0.0.1.0.0.2", "2.0.0.2", "3"]
+    assert nodes["3"]["inputs"]["color"] == value + 13
+
+
+@pytest.mark.generations("modern")
+@pytest.mark.parametrize(
+    "inner, inner_class, error",
+    [
+        ("fail", "FailingNode", ("ValueError", "cannot handle {value}")),
+        ("fail_before_call", "LazyCheckFails", ("RuntimeError", "lazy check failed")),
+    ],
+)
+def test_a_failure_inside_an_expanded_subgraph_fails_the_expanding_node_too(
+    comfy: ComfyServer, inner: str, inner_class: str, error: tuple[str, str]
+) -> None:
+    value = unique()
+    error = (error[0], error[1].format(value=value))
+    prompt = {
+        "1": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": value, "b": 0, "op": "add"}},
+        "2": {"class_type": "ExpandAddTwice", "inputs": {"value": ["1", 0], "inner": inner}},
+        "3": image_of(["2", 0]),
+        "4": save(["3", 0], f"expand-{inner}"),
+    }
+    prompt_id = comfy.queue(prompt)
+    entry = comfy.wait(prompt_id, timeout=120)
+    assert entry["status"]["status_str"] == "error"
+    # ComfyUI reports the failure under the real node id, the one that expanded.
+    reported = next(data for kind, data in entry["status"]["messages"] if kind == "execution_error")
+    assert reported["node_id"] == "2"
+    events = events_of(comfy, prompt_id)
+    assert [(e.node_id, e.status, e.error_type, e.error_message) for e in of(events, NodeFinished)] == [
+        ("1", "executed", None, None),
+        ("2.0.0.1", "failed", *error),
+        ("2", "failed", *error),
+    ]
+    assert (events[-1].status, events[-1].error_type, events[-1].error_message) == ("error", *error)
+    assert [(e.node_id, e.class_type) for e in events if isinstance(e, NodeStarted)][:2] == [
+        ("1", "IntMathRuntimeMetadata"),
+        ("2", "ExpandAddTwice"),
+    ]

@@ -13,10 +13,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_history_server import chain_prompt, ensure_in_comfyui, env_for, get, request, wait_for
 
 from runtime_metadata.harness import Installation
 from runtime_metadata.harness.postgres import PostgresServer
+
+from .test_history_server import chain_prompt, ensure_in_comfyui, env_for, get, request, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +28,10 @@ def pg() -> PostgresServer:
 
 
 @pytest.fixture(scope="module")
-def farm_ready(comfy_installation: Installation) -> Installation:
-    ensure_in_comfyui(comfy_installation, "sqlalchemy", "SQLAlchemy>=2.0")
-    ensure_in_comfyui(comfy_installation, "psycopg", "psycopg[binary]>=3.1")
-    return comfy_installation
+def farm_ready(installation: Installation) -> Installation:
+    ensure_in_comfyui(installation, "sqlalchemy", "SQLAlchemy>=2.0")
+    ensure_in_comfyui(installation, "psycopg", "psycopg[binary]>=3.1")
+    return installation
 
 
 def test_every_worker_writes_to_one_database_and_every_worker_shows_them_all(

@@ -46,10 +46,10 @@ def ensure_in_comfyui(installation: Installation, module: str, requirement: str)
 
 
 @pytest.fixture(scope="session")
-def history_ready(comfy_installation: Installation) -> Installation:
+def history_ready(installation: Installation) -> Installation:
     """ComfyUI's venv with SQLAlchemy (the plugin's requirements.txt; the 2024 ComfyUI lacks it)."""
-    ensure_in_comfyui(comfy_installation, "sqlalchemy", "SQLAlchemy>=2.0")
-    return comfy_installation
+    ensure_in_comfyui(installation, "sqlalchemy", "SQLAlchemy>=2.0")
+    return installation
 
 
 def request(server: ComfyServer, method: str, path: str, body: bytes | None = None, headers=None):

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
 from runtime_metadata.canonical import encode_document
@@ -136,13 +137,15 @@ def test_a_failing_node_closes_the_run_as_failed(comfy: ComfyServer) -> None:
     run_example(comfy, "after-fail", **{"1": {"a": 17}})
 
 
-def test_an_interrupted_run_is_closed_as_interrupted(comfy: ComfyServer, tmp_path: Path) -> None:
-    """ComfyUI's interrupt button (POST /interrupt) while a node runs: that node and the run say so."""
+@pytest.mark.parametrize("then", ["raise", "return"])
+def test_an_interrupted_run_is_closed_as_interrupted(comfy: ComfyServer, tmp_path: Path, then: str) -> None:
+    """ComfyUI's interrupt button (POST /interrupt) while a node runs: the node stops as samplers
+    do ("raise"), or finishes and ComfyUI stops the next node before its call ("return")."""
     ready = tmp_path / "running"
     start = unique()
     prompt = {
         "1": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": start, "b": 1, "op": "add"}},
-        "2": {"class_type": "WaitForInterrupt", "inputs": {"value": ["1", 0], "ready_file": str(ready)}},
+        "2": {"class_type": "WaitForInterrupt", "inputs": {"value": ["1", 0], "ready_file": str(ready), "then": then}},
         "3": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": ["2", 0]}},
         "4": {
             "class_type": "SaveImageRuntimeMetadata",
@@ -157,14 +160,19 @@ def test_an_interrupted_run_is_closed_as_interrupted(comfy: ComfyServer, tmp_pat
     assert [kind for kind, _ in entry["status"]["messages"]][-1] == "execution_interrupted"
     assert entry["outputs"] == {}
     events = events_of(comfy, prompt_id)
-    assert [(e.node_id, e.status) for e in events if isinstance(e, NodeFinished)] == [
-        ("1", "executed"),
-        ("2", "interrupted"),
-    ]
-    assert [e.node_id for e in events if isinstance(e, NodeStarted)] == ["1", "2"]
+    finished = [(e.node_id, e.status) for e in events if isinstance(e, NodeFinished)]
+    started = [e.node_id for e in events if isinstance(e, NodeStarted)]
+    if then == "raise":
+        assert finished == [("1", "executed"), ("2", "interrupted")] and started == ["1", "2"]
+    else:
+        # ComfyUI handed node 3 its inputs, then stopped it before calling its function.
+        assert finished == [("1", "executed"), ("2", "executed"), ("3", "interrupted")]
+        assert started == ["1", "2", "3"]
+        interrupted = [e for e in events if isinstance(e, NodeFinished) and e.node_id == "3"]
+        assert interrupted[0].error_type == "InterruptProcessingException"
     assert isinstance(events[-1], RunFinished) and events[-1].status == "interrupted"
     # Nothing of the run leaks into the next one.
-    run_example(comfy, "after-interrupt", **{"1": {"a": 18}})
+    run_example(comfy, f"after-interrupt-{then}", **{"1": {"a": 18 if then == "raise" else 19}})
 
 
 def test_compound_ids_as_the_2025_frontend_sends_subgraphs(comfy: ComfyServer) -> None:

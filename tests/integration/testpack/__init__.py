@@ -117,9 +117,13 @@ class WaitForInterrupt:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"value": ("INT", {"default": 0}), "ready_file": ("STRING", {"default": ""})}}
+        return {
+            "required": {"value": ("INT", {"default": 0}), "ready_file": ("STRING", {"default": ""})},
+            # "raise": stop as samplers do; "return": finish, so that ComfyUI stops the next node.
+            "optional": {"then": (["raise", "return"], {"default": "raise"})},
+        }
 
-    def run(self, value, ready_file):
+    def run(self, value, ready_file, then="raise"):
         import pathlib
         import time
 
@@ -128,6 +132,8 @@ class WaitForInterrupt:
         pathlib.Path(ready_file).write_text("running")
         deadline = time.monotonic() + self.TIMEOUT
         while time.monotonic() < deadline:
+            if then == "return" and comfy.model_management.processing_interrupted():
+                return (value,)
             # What KSampler's progress callback does between steps: raises once interrupted.
             comfy.model_management.throw_exception_if_processing_interrupted()
             time.sleep(0.01)
@@ -143,17 +149,58 @@ class AsyncSleep:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"value": ("INT", {"default": 0}), "seconds": ("FLOAT", {"default": 0.5})}}
+        return {
+            "required": {"value": ("INT", {"default": 0}), "seconds": ("FLOAT", {"default": 0.5})},
+            "optional": {"fail": ("BOOLEAN", {"default": False})},
+        }
 
-    async def run(self, value, seconds):
+    async def run(self, value, seconds, fail=False):
         import asyncio
 
         await asyncio.sleep(seconds)
+        if fail:
+            raise RuntimeError(f"async failure after {seconds} s with {value}")
         return (value,)
 
 
 class ExpandAddTwice:
-    """Node expansion (ComfyUI 2024-08+): becomes two IntMath nodes, value + 1 + 2."""
+    """Node expansion (ComfyUI 2024-08+): becomes two IntMath nodes, value + 1 + 2.
+
+    ``inner`` chooses another subgraph: "nested" expands into an ExpandAddTwice and adds 10;
+    "fail" and "fail_before_call" expand into a node that fails in its function, or before it
+    is called (FailingNode, LazyCheckFails).
+    """
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {"value": ("INT", {"default": 0})},
+            "optional": {"inner": (["add", "nested", "fail", "fail_before_call"], {"default": "add"})},
+        }
+
+    def run(self, value, inner="add"):
+        from comfy_execution.graph_utils import GraphBuilder
+
+        graph = GraphBuilder()
+        if inner == "nested":
+            first = graph.node("ExpandAddTwice", value=value)
+            last = graph.node("IntMathRuntimeMetadata", a=first.out(0), b=10, op="add")
+        elif inner == "fail":
+            last = graph.node("FailingNode", value=value)
+        elif inner == "fail_before_call":
+            last = graph.node("LazyCheckFails", value=value)
+        else:
+            first = graph.node("IntMathRuntimeMetadata", a=value, b=1, op="add")
+            last = graph.node("IntMathRuntimeMetadata", a=first.out(0), b=2, op="add")
+        return {"result": (last.out(0),), "expand": graph.finalize()}
+
+
+class FailingNode:
+    """Fails in its function, with a message naming its input."""
 
     CATEGORY = "testing"
     RETURN_TYPES = ("INT",)
@@ -164,12 +211,25 @@ class ExpandAddTwice:
         return {"required": {"value": ("INT", {"default": 0})}}
 
     def run(self, value):
-        from comfy_execution.graph_utils import GraphBuilder
+        raise ValueError(f"cannot handle {value}")
 
-        graph = GraphBuilder()
-        first = graph.node("IntMathRuntimeMetadata", a=value, b=1, op="add")
-        second = graph.node("IntMathRuntimeMetadata", a=first.out(0), b=2, op="add")
-        return {"result": (second.out(0),), "expand": graph.finalize()}
+
+class LazyCheckFails:
+    """Fails in check_lazy_status (ComfyUI 2024-08+), before its function is ever called."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {"default": 0, "lazy": True})}}
+
+    def check_lazy_status(self, value=None):
+        raise RuntimeError("lazy check failed")
+
+    def run(self, value):
+        return (value,)
 
 
 NODE_CLASS_MAPPINGS = {
@@ -181,6 +241,8 @@ NODE_CLASS_MAPPINGS = {
     "WaitForInterrupt": WaitForInterrupt,
     "AsyncSleep": AsyncSleep,
     "ExpandAddTwice": ExpandAddTwice,
+    "FailingNode": FailingNode,
+    "LazyCheckFails": LazyCheckFails,
 }
 
 
