@@ -13,6 +13,16 @@ from typing import Any
 N_NODES = 200
 
 
+def rounds_within(budget_s: float, round_s: float, most: int, least: int = 5) -> int:
+    """How many rounds of ``round_s`` seconds fit in ``budget_s``, between ``least`` and ``most``.
+
+    ComfyUI 0.3.64 spends seconds, not milliseconds, on the 200-node chain (its cache keys
+    each node by the signatures of all its ancestors: quadratic in a chain's length), so a
+    fixed round count would take an hour there; the figures are same-run ratios either way.
+    """
+    return max(least, min(most, int(budget_s / max(round_s, 1e-9))))
+
+
 def chain(start: int, sink: str | None = None) -> dict[str, Any]:
     """The chain, its first value ``start`` (new each run, so no node is cached).
 

@@ -10,9 +10,6 @@ and UTF-16LE (JPEG and WebP keep the A1111 string in UTF-16).
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,8 @@ from PIL import Image
 from runtime_metadata.harness import ComfyServer
 from runtime_metadata.writers.read import read_metadata
 
-TESTPACK = Path(__file__).resolve().parent / "testpack"
+from .integration_helpers import settings
+
 KEY = "sk-proj-DO-NOT-LEAK-0123456789"
 MUTED_KEY = "sk-muted-DO-NOT-LEAK-9876"
 TOKEN = "comfyui-token-DO-NOT-LEAK-55aa"
@@ -32,21 +30,9 @@ REDACTED = "[redacted]"
 
 
 @pytest.fixture(scope="module")
-def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("config") / "config.json"
-    path.write_text(json.dumps({"runtime_hooks": {"enabled": True}}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def server(
-    start_comfy: Callable[..., ComfyServer], tmp_path_factory: pytest.TempPathFactory, config_file: Path
-) -> ComfyServer:
-    logs = tmp_path_factory.mktemp("rtlogs")
-    return start_comfy(
-        env={"AAA_METADATA_CONFIG": str(config_file), "AAA_METADATA_LOG_DIR": str(logs)},
-        extra_nodes={"testpack": TESTPACK},
-    )
+def server(comfy: ComfyServer) -> ComfyServer:
+    """The session's shared server of this generation (capture on, event logs kept, the test pack)."""
+    return comfy
 
 
 def prompt_for(prefix: str, save: dict[str, Any]) -> dict[str, Any]:
@@ -146,15 +132,10 @@ def test_keep_api_keys_keeps_comfyuis_chunks_as_they_were(server: ComfyServer) -
     assert leaks(json.dumps(meta.document).encode()) == []
 
 
-def test_a_sidecar_holds_no_credential_either(server: ComfyServer, config_file: Path) -> None:
+def test_a_sidecar_holds_no_credential_either(server: ComfyServer) -> None:
     # A limit of 1 KB sends the runtime document to a zstd sidecar (re-read without restart).
-    config_file.write_text(json.dumps({"runtime_hooks": {"enabled": True, "inline_size_limit_kb": 1}}))
-    os.utime(config_file, (time.time() + 2, time.time() + 2))
-    try:
+    with settings(server, inline_size_limit_kb=1):
         _, image = save(server, "redact-sidecar")
-    finally:
-        config_file.write_text(json.dumps({"runtime_hooks": {"enabled": True}}))
-        os.utime(config_file, (time.time() + 4, time.time() + 4))
     files = written_files(image)
     assert len(files) == 2, files  # the image and its sidecar
     meta = read_metadata(image)
