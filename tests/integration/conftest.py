@@ -68,12 +68,6 @@ def installation(generation: str) -> Installation:
     return _installation(generation)
 
 
-@pytest.fixture(scope="session")
-def comfy_installation() -> Installation:
-    """The default generation's ComfyUI, for tests that need one whatever its generation (browser tests)."""
-    return _installation(DEFAULT_GENERATION)
-
-
 def _installation(generation: str) -> Installation:
     try:
         return ensure_comfyui(generation=generation)
