@@ -293,12 +293,15 @@ class ComfyPage:
     def switch_badges_in_settings(self, on: bool) -> None:
         """Turn the badges setting on or off in the frontend's own settings dialog."""
         if self.generation == "modern":
+            dialog = self.page.get_by_role("dialog").filter(has_text="Settings")
             self.page.keyboard.press("Control+,")
-            self.page.locator("input[placeholder*='Search']").first.fill("run duration")
-            switch = self.page.locator('[id="RuntimeMetadata.Badges.Enabled"]')  # the setting's id
+            dialog.locator("input[placeholder*='Search']").fill("run duration")
+            switch = dialog.locator('[id="RuntimeMetadata.Badges.Enabled"]')  # the setting's id
             if ("p-toggleswitch-checked" in (switch.get_attribute("class") or "")) != on:
                 switch.click()
             self.page.keyboard.press("Escape")
+            # The dialog fades out; a shortcut pressed before it is gone does not open it again.
+            dialog.wait_for(state="hidden")
         else:
             self.page.click("button.comfy-settings-btn")
             box = self.page.locator("#RuntimeMetadata-Badges-Enabled")
