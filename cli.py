@@ -746,11 +746,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     prompt, workflow = _load_example()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="runtime-metadata-demo-")).resolve()
     logs = workdir / "runtime-logs"
-    env = {"AAA_METADATA_ENABLE_HOOKS": "1", "AAA_METADATA_LOG_DIR": str(logs)}
+    # The demo keeps everything it writes in its folder, its run history too (by default the
+    # history goes to ComfyUI's user directory, inside the shared install on the March-2024 one).
+    env = {
+        "AAA_METADATA_ENABLE_HOOKS": "1",
+        "AAA_METADATA_LOG_DIR": str(logs),
+        "AAA_METADATA_HISTORY_URL": f"sqlite:///{workdir / 'history.sqlite'}",
+    }
     with ComfyServer(install, PACKAGE_DIR, env=env, workdir=workdir) as server:
         _print(f"[demo] server up at {server.url} in {server.startup_seconds:.1f} s; queueing the example workflow")
         prompt_id = server.queue(prompt, extra_data={"extra_pnginfo": {"workflow": workflow}})
         entry = server.wait(prompt_id)
+        # The history is written off ComfyUI's thread once it is idle; stopping the server first
+        # would leave that run for the next start's catch-up, and `stats --db` below empty.
+        in_history = _wait_for_history(server, prompt_id)
         output_dir = server.output_dir
     images = [
         output_dir / img.get("subfolder", "") / img["filename"]
@@ -779,7 +788,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print(f"\n{time.monotonic() - started:.1f} s in all. Try:")
     _print(f"  runtime-metadata inspect {image}")
     _print(f"  runtime-metadata replay {log_file} --check {image}")
+    if in_history:
+        _print(f"  runtime-metadata stats --db sqlite:///{workdir / 'history.sqlite'}")
     return check
+
+
+#: How long the demo waits for its run to reach the history before it stops the server.
+DEMO_HISTORY_WAIT_S = 15.0
+
+
+def _wait_for_history(server: Any, prompt_id: str) -> bool:
+    """Whether the run reached the server's history within DEMO_HISTORY_WAIT_S (polled over HTTP)."""
+    from .harness.server import ComfyServerError
+
+    deadline = time.monotonic() + DEMO_HISTORY_WAIT_S
+    while True:
+        try:
+            server.get_json(f"/runtime_metadata/runs/{prompt_id}", timeout=5)
+            return True
+        except ComfyServerError:
+            if time.monotonic() > deadline:
+                _print("[demo] the run did not reach the history in time; the next start catches it up")
+                return False
+            time.sleep(0.1)
 
 
 def build_parser() -> argparse.ArgumentParser:

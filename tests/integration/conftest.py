@@ -28,7 +28,7 @@ import pytest
 
 from runtime_metadata.harness import ComfyServer, Installation, ensure_comfyui
 from runtime_metadata.harness.models import Models, ensure_models
-from runtime_metadata.harness.provision import DEFAULT_GENERATION, GENERATIONS, SourceMissing
+from runtime_metadata.harness.provision import DEFAULT_GENERATION, GENERATIONS, SourceMissing, supports_flag
 
 from .integration_helpers import BASE_SETTINGS, TESTPACK
 
@@ -90,7 +90,10 @@ def comfy(
     """The shared server of this generation (see the module docstring)."""
     base = tmp_path_factory.mktemp(f"comfy-{installation.generation}")
     config = base / "config.json"
-    config.write_text(json.dumps(BASE_SETTINGS))
+    # A history of its own: with none configured it would go to ComfyUI's user directory, which
+    # the March-2024 ComfyUI keeps inside the shared, cached install.
+    history = {"history_url": f"sqlite:///{base / 'history.sqlite'}"}
+    config.write_text(json.dumps({**BASE_SETTINGS, "runtime_hooks": {**BASE_SETTINGS["runtime_hooks"], **history}}))
     (base / "rtlogs").mkdir()
     server = ComfyServer(
         installation,
@@ -117,7 +120,15 @@ def start_comfy(installation: Installation, tmp_path_factory: pytest.TempPathFac
 
     def start(env: dict[str, str] | None = None, **kwargs: Any) -> ComfyServer:
         # A pytest-managed workdir keeps the server log and outputs around after failures.
-        kwargs.setdefault("workdir", tmp_path_factory.mktemp(f"comfy-{installation.generation}-own"))
+        workdir = kwargs.setdefault("workdir", tmp_path_factory.mktemp(f"comfy-{installation.generation}-own"))
+        if not supports_flag(installation.root, "--user-directory"):
+            # That ComfyUI's user directory, the plugin's default home for its history and logs,
+            # is inside the shared, cached install: a test that sets neither gets the server's own.
+            env = {
+                "AAA_METADATA_HISTORY_URL": f"sqlite:///{Path(workdir) / 'history.sqlite'}",
+                "AAA_METADATA_LOG_DIR": str(Path(workdir) / "rtlogs"),
+                **(env or {}),
+            }
         server = ComfyServer(installation, plugin_dir=REPO_ROOT, env=env, **kwargs)
         servers.append(server)
         return server.start()

@@ -27,6 +27,11 @@ def test_the_demo_runs_captures_and_checks_its_image(
     runtime = read_metadata(image).document["runtime"]
     assert {n["id"]: n for n in runtime["nodes"]}["3"]["inputs"]["width"] == 64  # computed at run time
     assert ("async execute" in runtime["comfyui"]) == (generation == "modern")
+    # Its run history is in its folder too, and the command it suggests reads it.
+    history = tmp_path / "history.sqlite"
+    assert f"runtime-metadata stats --db sqlite:///{history}" in out
+    assert cli_main(["stats", "--db", f"sqlite:///{history}"]) == 0
+    assert "1 run in" in capsys.readouterr().out
 
 
 def test_the_demo_offers_every_generation_the_harness_knows() -> None:
