@@ -801,16 +801,20 @@ def _wait_for_history(server: Any, prompt_id: str) -> bool:
     """Whether the run reached the server's history within DEMO_HISTORY_WAIT_S (polled over HTTP)."""
     from .harness.server import ComfyServerError
 
-    deadline = time.monotonic() + DEMO_HISTORY_WAIT_S
-    while True:
+    def stored() -> bool:
         try:
             server.get_json(f"/runtime_metadata/runs/{prompt_id}", timeout=5)
-            return True
-        except ComfyServerError:
-            if time.monotonic() > deadline:
-                _print("[demo] the run did not reach the history in time; the next start catches it up")
-                return False
-            time.sleep(0.1)
+        except ComfyServerError:  # 404 until the writer has it; 503 with the history off
+            return False
+        return True
+
+    deadline = time.monotonic() + DEMO_HISTORY_WAIT_S
+    while not stored():
+        if time.monotonic() > deadline:
+            _print("[demo] the run did not reach the history in time; the next start catches it up")
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
