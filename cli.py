@@ -731,8 +731,8 @@ def _load_example() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .harness.provision import SourceMissing, ensure_comfyui
-    from .harness.server import ComfyServer
+    from .harness.provision import ProvisionError, SourceMissing, ensure_comfyui
+    from .harness.server import ComfyServer, ComfyServerError
 
     started = time.monotonic()
     try:
@@ -741,6 +741,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     except SourceMissing as missing:
         _print(f"[demo] cannot run on the {args.generation} ComfyUI: {missing}")
+        return 2
+    except ProvisionError as problem:  # a --comfyui folder that is not ComfyUI; a failed install
+        print(f"runtime-metadata: demo: {problem}", file=sys.stderr)
         return 2
     _print(f"[demo] ComfyUI: {install.label} at {install.root}")
     prompt, workflow = _load_example()
@@ -753,14 +756,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "AAA_METADATA_LOG_DIR": str(logs),
         "AAA_METADATA_HISTORY_URL": f"sqlite:///{workdir / 'history.sqlite'}",
     }
-    with ComfyServer(install, PACKAGE_DIR, env=env, workdir=workdir) as server:
-        _print(f"[demo] server up at {server.url} in {server.startup_seconds:.1f} s; queueing the example workflow")
-        prompt_id = server.queue(prompt, extra_data={"extra_pnginfo": {"workflow": workflow}})
-        entry = server.wait(prompt_id)
-        # The history is written off ComfyUI's thread once it is idle; stopping the server first
-        # would leave that run for the next start's catch-up, and `stats --db` below empty.
-        in_history = _wait_for_history(server, prompt_id)
-        output_dir = server.output_dir
+    server = ComfyServer(install, PACKAGE_DIR, env=env, workdir=workdir)
+    try:
+        with server:
+            _print(f"[demo] server up at {server.url} in {server.startup_seconds:.1f} s; queueing the example workflow")
+            prompt_id = server.queue(prompt, extra_data={"extra_pnginfo": {"workflow": workflow}})
+            entry = server.wait(prompt_id)
+            # The history is written off ComfyUI's thread once it is idle; stopping the server first
+            # would leave that run for the next start's catch-up, and `stats --db` below empty.
+            in_history = _wait_for_history(server, prompt_id)
+            output_dir = server.output_dir
+    except ComfyServerError as problem:  # did not start, rejected the prompt, timed out
+        first = str(problem).strip().splitlines()[0]
+        print(f"runtime-metadata: demo: {first} (ComfyUI's log: {server.log_path})", file=sys.stderr)
+        return 2
     images = [
         output_dir / img.get("subfolder", "") / img["filename"]
         for out in entry.get("outputs", {}).values()

@@ -213,7 +213,7 @@ def _existing_installation(root: Path, log: Callable[[str], None], generation: s
     root = root.expanduser().resolve()
     missing = [name for name in ("main.py", "execution.py") if not (root / name).is_file()]
     if missing:
-        raise ProvisionError(f"COMFYUI_PATH={root} does not look like a ComfyUI folder: missing {', '.join(missing)}")
+        raise ProvisionError(f"{root} does not look like a ComfyUI folder: missing {', '.join(missing)}")
     python = Path(os.environ.get("COMFYUI_PYTHON") or sys.executable)
     if not python.exists():
         raise ProvisionError(f"COMFYUI_PYTHON={python} does not exist")

@@ -657,3 +657,24 @@ def test_doctor_timeout_must_be_a_positive_number_of_seconds(capsys, value: str)
     assert exit_.value.code == 2
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith("runtime-metadata doctor: error: argument --timeout: ")
+
+
+def test_demo_on_a_folder_that_is_not_comfyui_is_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["demo", "--comfyui", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"runtime-metadata: demo: {tmp_path / 'nowhere'} does not look like a ComfyUI folder: missing main.py, execution.py"
+    ]
+
+
+def test_demo_on_a_comfyui_that_does_not_start_is_one_line_with_its_log(tmp_path: Path, capsys) -> None:
+    comfy = tmp_path / "ComfyUI"
+    comfy.mkdir()
+    (comfy / "main.py").write_text("raise SystemExit(3)\n")  # exits at once, as a broken install does
+    (comfy / "execution.py").write_text("")
+    assert main(["demo", "--comfyui", str(comfy), "--workdir", str(tmp_path / "w")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "runtime-metadata: demo: ComfyUI exited with code 3 during startup "
+        f"(ComfyUI's log: {tmp_path / 'w' / 'comfyui.log'})"
+    )
