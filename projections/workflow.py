@@ -314,6 +314,7 @@ def plan_generation(
         # graphs); only Sampler must come before Node, its base class.
         match rule:
             case Lora():
+                # One link followed, so pushed straight onto the stack (``_follow`` inline).
                 if role == "model" and p >= 0:
                     item = lora_fields.get(id(rule))
                     if item is None:
@@ -321,9 +322,14 @@ def plan_generation(
                     entry: dict[str, Claim] = {}
                     _claim(entry, nid, inputs, item, guessed)
                     passes[p].loras.append(entry)
-                    _follow(nxt, inputs, rule.model, "model", p, guessed)
+                    raw = inputs.get(rule.model)
                 elif role == "clip":
-                    _follow(nxt, inputs, rule.clip, "clip", p, guessed)
+                    raw = inputs.get(rule.clip) if rule.clip is not None else None
+                else:
+                    continue
+                if is_link(raw):
+                    push((str(raw[0]), raw[1], role, p, guessed))
+                continue
             case Sampler() if role == "latent":
                 if nid not in samplers:
                     samplers.add(nid)
