@@ -98,11 +98,37 @@ def project(state: RunState | None, events: Iterable[AnyEvent]) -> RunState:
     todo: Sequence[Any] = events if isinstance(events, (list, tuple)) else list(events)
     nodes = st.nodes
     get = nodes.get
-    for event in todo:
+    count = len(todo)
+    last = count - 2
+    i = 0
+    while i < count:
+        event = todo[i]
+        i += 1
         kind = type(event)
         if kind is NodeStarted:
             nid = event.node_id
             rec = get(nid)
+            if rec is None and i <= last:
+                # The usual node: its start, inputs and end in a row (a log's record), folded into
+                # one record built whole, as the three steps below would leave it.
+                got, end = todo[i], todo[i + 1]
+                if type(got) is NodeInputs and type(end) is NodeFinished and got.node_id == nid == end.node_id:
+                    nodes[nid] = NodeRecord(
+                        nid,
+                        event.class_type,
+                        len(nodes),
+                        end.status,
+                        event.t_ns,
+                        end.t_ns,
+                        got.inputs,
+                        got.calls,
+                        end.error_type,
+                        end.error_message,
+                        event.display_id,
+                        event.parent_id,
+                    )
+                    i += 2
+                    continue
             if rec is None or rec.status == "cached":
                 # A node seen again (lazy re-entry) keeps its first position.
                 order = rec.order if rec is not None else len(nodes)
@@ -134,7 +160,7 @@ def project(state: RunState | None, events: Iterable[AnyEvent]) -> RunState:
             rec.error_message = event.error_message
         else:
             _apply_run_event(st, event)
-    st.events += len(todo)
+    st.events += count
     return st
 
 

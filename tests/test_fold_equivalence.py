@@ -246,7 +246,33 @@ PROMPT = st.dictionaries(
 STARTED = st.builds(
     RunStarted, st.text(max_size=5), st.integers(0, 2 * 10**18), TIMES, PROMPT, st.none(), st.text(max_size=3)
 )
-RUN = st.tuples(STARTED, st.lists(EVENT, max_size=40))
+
+
+@st.composite
+def node_record(draw: st.DrawFn) -> list[Any]:
+    """A node's start, inputs and end in a row, as a log record holds them (the fold's fast path)."""
+    nid = draw(st.sampled_from(IDS))
+    return [
+        NodeStarted(nid, draw(st.sampled_from(CLASSES)), draw(TIMES), draw(OPT_ID), draw(OPT_ID)),
+        NodeInputs(nid, draw(TIMES), draw(INPUTS), draw(st.integers(0, 3))),
+        NodeFinished(
+            nid,
+            draw(TIMES),
+            draw(st.sampled_from(["executed", "failed", "interrupted", "pending"])),
+            draw(OPT_TEXT),
+            draw(OPT_TEXT),
+        ),
+    ]
+
+
+#: Single events in any order, and whole node records (a node seen again, cached first, or cut
+#: by the prefix fold below takes the general path).
+RUN = st.tuples(
+    STARTED,
+    st.lists(st.one_of(EVENT.map(lambda e: [e]), node_record()), max_size=20).map(
+        lambda parts: [e for part in parts for e in part]
+    ),
+)
 
 
 def canonical(doc: dict[str, Any]) -> bytes:
