@@ -9,52 +9,66 @@ import time
 import uuid
 from typing import Any
 
-#: A chain of this many trivial integer nodes: ComfyUI's cheapest nodes, capture's worst case.
+#: This many trivial integer nodes: ComfyUI's cheapest nodes, capture's worst case.
 N_NODES = 200
+#: ... as chains of this many. ComfyUI 0.3.64 keys each node's cache entry by the signatures of
+#: all its ancestors, so one chain of 200 costs it about 17 ms per node (quadratic in the
+#: chain's length, measured with cProfile), which drowns capture's microseconds; in chains of 10
+#: it spends about 0.7 ms per node, most of it rebuilding its progress state of every node of
+#: the prompt at each node (quadratic in the prompt's size, and ComfyUI's own).
+CHAIN_LENGTH = 10
 
 
 def rounds_within(budget_s: float, round_s: float, most: int, least: int = 5) -> int:
-    """How many rounds of ``round_s`` seconds fit in ``budget_s``, between ``least`` and ``most``.
-
-    ComfyUI 0.3.64 spends seconds, not milliseconds, on the 200-node chain (its cache keys
-    each node by the signatures of all its ancestors: quadratic in a chain's length), so a
-    fixed round count would take an hour there; the figures are same-run ratios either way.
-    """
+    """How many rounds of ``round_s`` seconds fit in ``budget_s``, between ``least`` and ``most``."""
     return max(least, min(most, int(budget_s / max(round_s, 1e-9))))
 
 
 def chain(start: int, sink: str | None = None) -> dict[str, Any]:
-    """The chain, its first value ``start`` (new each run, so no node is cached).
+    """The N_NODES nodes as chains of CHAIN_LENGTH, the first values new from ``start`` (so no
+    node is cached).
 
-    ``sink``: an output node class to end it with (a server runs only prompts that have one).
+    ``sink``: an output node class to end each chain with (a server runs only output nodes).
     """
-    prompt: dict[str, Any] = {
-        "0": {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": start, "b": 1, "op": "add"}}
-    }
-    for i in range(1, N_NODES):
-        prompt[str(i)] = {"class_type": "IntMathRuntimeMetadata", "inputs": {"a": [str(i - 1), 0], "b": 1, "op": "add"}}
-    if sink is not None:
-        prompt["sink"] = {"class_type": sink, "inputs": {"value": [str(N_NODES - 1), 0]}}
+    prompt: dict[str, Any] = {}
+    for first in range(0, N_NODES, CHAIN_LENGTH):
+        prompt[str(first)] = {
+            "class_type": "IntMathRuntimeMetadata",
+            "inputs": {"a": start + first, "b": 1, "op": "add"},
+        }
+        for i in range(first + 1, first + CHAIN_LENGTH):
+            prompt[str(i)] = {
+                "class_type": "IntMathRuntimeMetadata",
+                "inputs": {"a": [str(i - 1), 0], "b": 1, "op": "add"},
+            }
+        if sink is not None:
+            prompt[f"sink{first}"] = {"class_type": sink, "inputs": {"value": [str(first + CHAIN_LENGTH - 1), 0]}}
     return prompt
 
 
-def report(benchmark: Any, off_ns: list[int], label: str) -> None:
-    """Store and print the "on" rounds (the benchmark) against the "off" rounds timed beside them."""
+def chain_ends() -> list[str]:
+    """The last node of each chain: what an in-process run executes (ComfyUI's ``execute_outputs``)."""
+    return [str(first + CHAIN_LENGTH - 1) for first in range(0, N_NODES, CHAIN_LENGTH)]
+
+
+def report(benchmark: Any, off_ns: list[int], label: str, nodes: int = N_NODES) -> None:
+    """Store and print the "on" rounds (the benchmark) against the "off" rounds timed beside them
+    (per node: per each of the ``nodes`` a run executes)."""
     on_median = benchmark.stats.stats.median
     off_median = statistics.median(off_ns) / 1e9
     added = on_median - off_median
     benchmark.extra_info.update(
-        nodes=N_NODES,
+        nodes=nodes,
         off_median_ms=round(off_median * 1e3, 3),
         on_median_ms=round(on_median * 1e3, 3),
         ratio_on_to_off=round(on_median / off_median, 4),
-        added_us_per_node=round(added / N_NODES * 1e6, 3),
-        comfyui_us_per_node=round(off_median / N_NODES * 1e6, 2),
+        added_us_per_node=round(added / nodes * 1e6, 3),
+        comfyui_us_per_node=round(off_median / nodes * 1e6, 2),
     )
     print(
-        f"\n{label}{N_NODES}-node chain: off {off_median * 1e3:.2f} ms, on {on_median * 1e3:.2f} ms "
-        f"(x{on_median / off_median:.3f}); capture adds {added / N_NODES * 1e6:.2f} us/node, "
-        f"ComfyUI spends {off_median / N_NODES * 1e6:.1f} us/node"
+        f"\n{label}{nodes} nodes in chains of {CHAIN_LENGTH}: off {off_median * 1e3:.2f} ms, on {on_median * 1e3:.2f} ms "
+        f"(x{on_median / off_median:.3f}); capture adds {added / nodes * 1e6:.2f} us/node, "
+        f"ComfyUI spends {off_median / nodes * 1e6:.1f} us/node"
     )
 
 
