@@ -67,6 +67,16 @@ def _label(request: pytest.FixtureRequest, installation: Any) -> None:
         request.getfixturevalue("benchmark").extra_info["comfyui"] = installation.label
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_data_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The plugin's defaults as a user has them (event logs kept, the run history on), but in a
+    folder of the session's instead of ComfyUI's user directory inside the shared install; the
+    servers inherit it. A user's own settings for these are left as they are."""
+    data = tmp_path_factory.mktemp("runtime_metadata")
+    os.environ.setdefault("AAA_METADATA_LOG_DIR", str(data / "logs"))
+    os.environ.setdefault("AAA_METADATA_HISTORY_URL", f"sqlite:///{data / 'history.sqlite'}")
+
+
 @pytest.fixture(scope="session")
 def comfy() -> Any:
     root = _root()
