@@ -16,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 from runtime_metadata import capture
 from runtime_metadata.events.log import read_log
 from runtime_metadata.events.schema import NodeStarted
@@ -25,6 +27,11 @@ from .executors import testnodes
 from .executors.modern_nodes import MODERN_NODES, AsyncSleep, Expand, Interrupter, Probe
 
 EXECUTORS = Path(__file__).parent / "executors"
+INTEGRATION = Path(__file__).parent / "integration"
+
+#: The replica's generations and signature forms that a real ComfyUI server also runs in
+#: ``tests/integration`` (the March-2024 ComfyUI and 0.3.64).
+ON_REAL_SERVERS = frozenset({"march2024", "0.3.64"})
 
 #: name -> (parameters of ``execute``, keyword of V3 hidden inputs in ``get_output_data``,
 #: cache API): the modern executor's signature forms (see ``tests/executors/modern.py``).
@@ -60,6 +67,23 @@ def load_modern(variant: str = "2026") -> ModuleType:
     Expand.builder = module.GraphBuilder
     Interrupter.interrupt = staticmethod(module.interrupt_processing)
     return module
+
+
+def covered_by_real_servers(fixture: str, *tests: str) -> pytest.MarkDecorator:
+    """Run a replica test only on the forms no real server runs (``fixture``: "gen" or "variant").
+
+    ``tests`` name the integration tests (``file.py::test_name``) that assert the same
+    behaviour on the real servers of ``ON_REAL_SERVERS``; what the replica test asserts beyond
+    them does not depend on the generation, so the newer signature forms keep asserting it.
+    A name that no longer exists in ``tests/integration`` fails the collection.
+    """
+    for test in tests:
+        file, _, name = test.partition("::")
+        source = INTEGRATION / file
+        if not name or not source.is_file() or f"def {name}(" not in source.read_text():
+            raise ValueError(f"{test}: no such integration test (see {INTEGRATION})")
+    forms = {"gen": GENERATIONS, "variant": MODERN_VARIANTS}[fixture]
+    return pytest.mark.parametrize(fixture, sorted(set(forms) - ON_REAL_SERVERS), indirect=True)
 
 
 @dataclass(frozen=True)

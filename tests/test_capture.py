@@ -2,8 +2,9 @@
 
 Each test runs on the March-2024 executor and on the modern one in the signature forms of
 0.3.64, 2026 and 0.38.1 (``tests/generations.py``). What only one generation does is tested
-in ``test_capture_march2024.py`` and ``test_capture_modern.py``; the same behaviours are
-checked against real ComfyUI servers in ``tests/integration``.
+in ``test_capture_march2024.py`` and ``test_capture_modern.py``. Where a real ComfyUI server
+in ``tests/integration`` asserts the same behaviour on March 2024 and 0.3.64, the test runs
+here on the forms no server runs only (``covered_by_real_servers`` names the real test).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from .generations import (
     CHAIN_FIRST_INPUTS,
     CHAIN_STARTED,
     GENERATIONS,
+    ON_REAL_SERVERS,
     TENSOR,
     clear_node_state,
+    covered_by_real_servers,
     doc_of,
     events_of,
     load_executor,
@@ -82,6 +85,10 @@ def test_the_install_wraps_every_point_the_generation_offers(execution, gen):
 # --------------------------------------------------------------------------- what is recorded
 
 
+@covered_by_real_servers(
+    "gen",
+    "test_runtime_capture.py::test_every_node_of_the_run_is_captured_with_the_values_only_the_run_knew",
+)
 def test_executed_nodes_are_recorded_in_order_with_class_type_inputs_and_durations(execution, gen):
     run(execution, CHAIN)
     events = events_of("p1")
@@ -123,6 +130,10 @@ def test_executed_nodes_are_recorded_in_order_with_class_type_inputs_and_duratio
     assert doc["status"] == "success" and doc["comfyui"] == f"ComfyUI test, executor {gen.label}"
 
 
+@covered_by_real_servers(
+    "gen",
+    "test_runtime_capture.py::test_a_rerun_marks_upstream_nodes_cached",
+)
 def test_cached_nodes_are_marked_cached_and_carry_the_inputs_of_the_run_that_computed_them(execution):
     executor = run(execution, CHAIN, "first")
     changed = {**CHAIN, "3": {"class_type": "MakeImage", "inputs": {"width": ["2", 0], "seed": 8}}}
@@ -185,6 +196,10 @@ def test_a_cached_node_carries_nothing_when_its_literal_inputs_changed_since(exe
     assert all("inputs" not in n and "cached_from" not in n for n in cached.values())
 
 
+@covered_by_real_servers(
+    "gen",
+    "test_runtime_capture.py::test_a_failing_node_closes_the_run_as_failed",
+)
 def test_a_failing_node_is_recorded_with_its_error_and_the_run_closed_as_error(execution):
     prompt = {
         "1": {"class_type": "IntConst", "inputs": {"value": 3}},
@@ -224,6 +239,10 @@ def test_a_node_failing_before_its_call_is_recorded_as_failed(execution):
     assert [(n["id"], n["status"]) for n in doc_of("p1")["nodes"]] == [("1", "executed"), ("2", "failed")]
 
 
+@covered_by_real_servers(
+    "gen",
+    "test_runtime_capture.py::test_an_interrupted_run_is_closed_as_interrupted",
+)
 def test_an_interrupt_raised_in_a_node_marks_it_and_the_run_interrupted(execution, monkeypatch):
     def interrupt(self, a, b):
         raise execution.InterruptProcessingException()
@@ -259,6 +278,10 @@ def test_batch_lists_record_each_calls_own_values(execution):
     assert doc["nodes"][1]["calls"] == 3 and doc["nodes"][1]["inputs"] == {"seed": [100, 101, 102], "width": 8}
 
 
+@covered_by_real_servers(
+    "gen",
+    "test_runtime_capture.py::test_compound_ids_as_the_2025_frontend_sends_subgraphs",
+)
 def test_compound_subgraph_ids_stay_strings(execution):
     prompt = {
         "98:17": {"class_type": "IntConst", "inputs": {"value": 3}},
@@ -288,6 +311,11 @@ def test_compound_subgraph_ids_stay_strings(execution):
 # --------------------------------------------------------------------------- secrets
 
 
+@covered_by_real_servers(
+    "gen",
+    "test_save_node.py::test_credentials_never_reach_the_log_or_the_document",
+    "test_redaction.py::test_no_byte_the_save_node_writes_holds_a_credential",
+)
 def test_a_credential_typed_into_an_input_never_reaches_the_log(execution):
     prompt = {
         "1": {"class_type": "ApiNode", "inputs": {"api_key": "sk-live-123", "size": 5}},
@@ -306,6 +334,10 @@ def test_a_credential_typed_into_an_input_never_reaches_the_log(execution):
     assert testnodes.Sink.calls == [5]
 
 
+@covered_by_real_servers(
+    "gen",
+    "test_save_node.py::test_a_credential_fed_from_another_node_never_reaches_the_log_or_the_document",
+)
 def test_a_credential_fed_through_a_link_is_redacted_at_its_source(execution):
     prompt = {
         "1": {"class_type": "Text", "inputs": {"value": "sk-linked-999", "max_tokens": 77}},
@@ -509,7 +541,17 @@ def partialmethod_wrapper(func, calls):
     return functools.partialmethod(execute, __original_function=func)
 
 
-@pytest.mark.parametrize("style", [varargs_wrapper, partialmethod_wrapper])
+#: (generation, style): a (*args, **kwargs) wrapper where no real server has one (the real ones
+#: run under tests/integration/otherpack's, see test_other_packs.py); partialmethod everywhere.
+PACK_WRAPPERS = [
+    (name, style)
+    for name in sorted(GENERATIONS)
+    for style in (varargs_wrapper, partialmethod_wrapper)
+    if not (style is varargs_wrapper and name in ON_REAL_SERVERS)
+]
+
+
+@pytest.mark.parametrize("gen, style", PACK_WRAPPERS, indirect=["gen"])
 def test_a_pack_wrapping_with_args_and_kwargs_only_does_not_stop_capture(env, gen, style):
     """Such a signature names nothing; ComfyUI's own argument order is assumed (and said)."""
     module = gen.load()
