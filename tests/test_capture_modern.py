@@ -3,7 +3,9 @@
 The executor under test is ``tests/executors/modern.py``: ComfyUI's real signatures and call
 sequence (lazy inputs, async nodes, node expansion, the cache's early return), in the
 signature forms of ``generations.MODERN_VARIANTS``. What every generation shares is in
-``test_capture.py``.
+``test_capture.py``. Where a real ComfyUI 0.3.64 in ``tests/integration`` asserts the same
+behaviour, the test runs here on the other forms only (``covered_by_real_servers``); tests of
+what a server cannot show (the executor's call sequence, faults, signatures) run on all.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from .generations import (
     CHAIN,
     EXTRA,
     MODERN_VARIANTS,
+    ON_REAL_SERVERS,
     clear_node_state,
+    covered_by_real_servers,
     doc_of,
     events_of,
     load_modern,
@@ -144,6 +148,10 @@ def test_a_fully_cached_rerun_enters_only_the_output_node_and_records_from_the_c
     assert events[-1].status == "success"
 
 
+@covered_by_real_servers(
+    "variant",
+    "test_executor_features.py::test_a_node_failing_before_its_function_is_called_is_recorded_as_failed",
+)
 def test_a_node_failing_before_its_function_is_called_is_recorded_as_failed(execution):
     prompt = {
         "1": {"class_type": "IntConst", "inputs": {"value": 3}},
@@ -158,6 +166,10 @@ def test_a_node_failing_before_its_function_is_called_is_recorded_as_failed(exec
     assert [(n["id"], n["class_type"], n["status"]) for n in doc_of("p1")["nodes"]] == [("2", "LazyBroken", "failed")]
 
 
+@covered_by_real_servers(
+    "variant",
+    "test_runtime_capture.py::test_an_interrupted_run_is_closed_as_interrupted",
+)
 def test_an_interrupt_pressed_while_a_node_runs_stops_the_next_node_call(execution):
     prompt = {
         "1": {"class_type": "IntConst", "inputs": {"value": 3}},
@@ -252,6 +264,10 @@ def test_an_async_node_mapped_over_a_list_ends_with_its_last_task(execution):
     assert finished.t_ns - of(events, NodeStarted, "2")[0].t_ns >= 20_000_000
 
 
+@covered_by_real_servers(
+    "variant",
+    "test_executor_features.py::test_a_failing_async_node_is_recorded_as_failed_when_its_task_fails",
+)
 def test_a_failing_async_node_is_recorded_as_failed_when_its_task_fails(execution):
     prompt = {
         "1": {"class_type": "AsyncFail", "inputs": {"value": 7}},
@@ -271,6 +287,10 @@ def test_a_failing_async_node_is_recorded_as_failed_when_its_task_fails(executio
     )
 
 
+@covered_by_real_servers(
+    "variant",
+    "test_executor_features.py::test_an_expanding_node_and_its_ephemeral_nodes_are_recorded_with_their_real_ids",
+)
 def test_expanded_nodes_are_recorded_with_their_real_parent_and_display_ids(execution):
     prompt = {
         "1": {"class_type": "IntConst", "inputs": {"value": 5}},
@@ -326,6 +346,10 @@ NESTED = {
 }
 
 
+@covered_by_real_servers(
+    "variant",
+    "test_executor_features.py::test_nested_expansion_keeps_each_nodes_parent_and_the_outer_display_id",
+)
 def test_nested_expansion_keeps_each_nodes_parent_and_the_outer_display_id(execution):
     run(execution, NESTED, outputs=("3",))
     assert testnodes.Sink.calls == [18]
@@ -351,12 +375,20 @@ def test_nested_expansion_keeps_each_nodes_parent_and_the_outer_display_id(execu
     ]
 
 
+@covered_by_real_servers(
+    "variant",
+    "test_executor_features.py::test_nested_expansion_keeps_each_nodes_parent_and_the_outer_display_id",
+)
 def test_the_save_nodes_document_includes_nested_expanded_nodes(execution):
     run(execution, NESTED, outputs=("3",))
     ids = [n["id"] for n in doc_of("p1", saved_by="3")["nodes"]]
     assert ids == ["1", "2", "2.0.0.1", "2.0.0.1.0.0.1", "2.0.0.1.0.0.2", "2.0.0.2"]
 
 
+@covered_by_real_servers(
+    "variant",
+    "test_executor_features.py::test_a_failure_inside_an_expanded_subgraph_fails_the_expanding_node_too",
+)
 @pytest.mark.parametrize(
     "inner, error",
     [("Fail", ("ValueError", "cannot handle 5")), ("LazyBroken", ("RuntimeError", "lazy check failed"))],
@@ -677,10 +709,18 @@ class Theirs:
         return wrapper
 
 
-@pytest.mark.parametrize(
-    "order, style",
-    [("theirs first", "async"), ("ours first", "async"), ("theirs first", "sync")],
-)
+#: (variant, order, style): the async wrappers (functools.wraps-like: __wrapped__ kept) in both
+#: orders where no real server runs them (0.3.64 runs tests/integration/otherpack's, see
+#: test_other_packs.py); the sync one, handing back the coroutine, on every form.
+PACK_WRAPPERS = [
+    (variant, order, style)
+    for variant in sorted(MODERN_VARIANTS)
+    for order, style in (("theirs first", "async"), ("ours first", "async"), ("theirs first", "sync"))
+    if not (style == "async" and variant in ON_REAL_SERVERS)
+]
+
+
+@pytest.mark.parametrize("variant, order, style", PACK_WRAPPERS, indirect=["variant"])
 def test_another_pack_wrapping_the_same_functions_keeps_working(env, variant, order, style):
     module = load_modern(variant)
     theirs = Theirs(module, style)
