@@ -3,7 +3,9 @@
 There ``get_output_data(obj, input_data_all)`` carries no node id and ``recursive_execute``
 stays unwrapped: the call hook finds the node from its object in ComfyUI's
 ``object_storage``. The executor under test is ``tests/executors/march2024.py`` (ComfyUI's
-real signatures); what every generation shares is in ``test_capture.py``.
+real signatures); what every generation shares is in ``test_capture.py``. Another pack
+wrapping these functions (varargs and signature-preserving, in both orders) is asserted on the
+real March-2024 ComfyUI in ``tests/integration/test_other_packs.py``.
 """
 
 from __future__ import annotations
@@ -149,64 +151,6 @@ def test_a_fault_while_finding_a_calls_node_leaves_the_run_intact_and_switches_c
     assert "injected fault at node lookup" in capture.STATUS.disabled_reason
     assert sum("capture switched off" in r.getMessage() for r in caplog.records) == 1
     assert capture.STORE.get("after") is None
-
-
-def outer_wrapper(func, calls):
-    def wrapper(*args, **kwargs):
-        calls.append(func.__name__)
-        return func(*args, **kwargs)
-
-    wrapper.__wrapped__ = func
-    return wrapper
-
-
-@pytest.mark.parametrize("order", ["theirs first", "ours first"])
-def test_another_pack_wrapping_the_same_functions_keeps_working(env, order):
-    module = load_executor()
-    theirs: list[str] = []
-
-    def wrap_theirs():
-        module.get_output_data = outer_wrapper(module.get_output_data, theirs)
-        module.recursive_execute = outer_wrapper(module.recursive_execute, theirs)
-
-    if order == "theirs first":
-        wrap_theirs()
-        capture.install(module, "test")
-    else:
-        capture.install(module, "test")
-        wrap_theirs()
-    run(module, CHAIN)
-    assert theirs.count("get_output_data") == 4
-    assert len(of(events_of("p1"), NodeInputs)) == 4
-    capture.install(module, "test")  # a second install does nothing
-    run(module, CHAIN, "p2")
-    assert len(of(events_of("p2"), NodeInputs)) == 4
-    assert theirs.count("get_output_data") == 8
-    capture.uninstall()
-    if order == "theirs first":
-        assert not capture.is_ours(module.get_output_data)  # original (their wrapper) restored
-    run(module, CHAIN, "p3")
-    assert capture.STORE.get("p3") is None  # ours is gone or pass-through
-    assert theirs.count("get_output_data") == 12  # theirs still runs
-
-
-def test_a_pack_wrapping_recursive_execute_with_args_and_kwargs_keeps_node_ids(env):
-    """March 2024 needs nothing from recursive_execute's parameters: ids come from the storage."""
-    module = load_executor()
-    theirs: list[str] = []
-
-    def wrapper(*args, **kwargs):
-        theirs.append("recursive_execute")
-        return original(*args, **kwargs)
-
-    original = module.recursive_execute
-    module.recursive_execute = wrapper
-    capture.install(module, "test")
-    assert capture.STATUS.skipped == []
-    assert [i.split(":")[0] for i in capture.STATUS.installed] == ["run", "message", "call"]
-    run(module, CHAIN)
-    assert theirs.count("recursive_execute") == 4
-    assert [e.node_id for e in of(events_of("p1"), NodeStarted)] == ["1", "2", "3", "4"]
 
 
 def test_finished_runs_are_bounded_and_memory_stays_flat(execution, monkeypatch):
