@@ -235,6 +235,43 @@ def test_exif_tags_are_where_comfyui_and_readers_look(tmp_path: Path, image: Ima
     assert raw["Exif"][piexif.ExifIFD.UserComment] == b"UNICODE\x00" + PARAMETERS.encode("utf-16-be")  # type: ignore[union-attr]
 
 
+def chunks_as_comfyuis_2024_frontend_walks_them(data: bytes) -> list[bytes]:
+    """A WebP's chunk types, stepped over as the March-2024 frontend's ``getWebpMetadata`` does:
+    8 + size bytes each, never RIFF's padding byte after an odd size."""
+    kinds, offset = [], 12
+    while offset < len(data):
+        # Where the frontend's DataView read throws, or lands in the middle of a chunk.
+        assert offset + 8 <= len(data), f"a chunk header past the end at {offset} (after {kinds})"
+        kinds.append(data[offset : offset + 4])
+        offset += 8 + int.from_bytes(data[offset + 4 : offset + 8], "little")
+    return kinds
+
+
+@pytest.mark.parametrize("sidecar", [False, True])
+def test_a_webp_reloads_in_the_2024_frontend_which_ignores_riff_padding(
+    tmp_path: Path, image: Image.Image, sidecar: bool
+) -> None:
+    # One to four more characters in the prompt and in the document: EXIF and XMP of either parity.
+    for extra in range(4):
+        prompt = {**PROMPT, "6": {**PROMPT["6"], "inputs": {**PROMPT["6"]["inputs"], "text": "a" * extra}}}
+        for pad in range(4):
+            path = tmp_path / f"{extra}-{pad}.webp"
+            document = make_document(KB + pad) if not sidecar else make_document(LIMIT_KB * KB + KB + pad)
+            save_image(
+                image,
+                path,
+                "webp",
+                prompt=prompt,
+                extra_pnginfo={"workflow": WORKFLOW},
+                document=document,  # type: ignore[arg-type]
+                parameters=PARAMETERS,
+                inline_size_limit_kb=LIMIT_KB,
+            )
+            kinds = chunks_as_comfyuis_2024_frontend_walks_them(path.read_bytes())
+            assert kinds == [b"VP8X", b"VP8 ", b"EXIF", b"XMP "], (extra, pad)
+            assert read_metadata(path).document == document
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_two_megabyte_workflow(tmp_path: Path, image: Image.Image, fmt: str) -> None:
     workflow = {

@@ -227,6 +227,10 @@ def _write_image(
     xmp: bytes | None = None,
 ) -> None:
     extra: dict[str, Any] = {}
+    if exif and fmt == "webp" and len(exif) % 2:
+        # RIFF pads an odd chunk with a byte that ComfyUI's 2024 frontend does not skip (it
+        # then misreads the chunk after); TIFF readers ignore a byte after the last IFD.
+        exif += b"\0"
     if exif:
         extra["exif"] = exif
     if xmp:

@@ -55,8 +55,13 @@ def build_xmp(fields: XmpFields) -> bytes:
         parts.append(f"<{PREFIX}:document>{_escape(fields.document)}</{PREFIX}:document>")
     if fields.dropped:
         parts.append(f"<{PREFIX}:dropped>{_escape(' '.join(fields.dropped))}</{PREFIX}:dropped>")
-    parts += ["</rdf:Description>", "</rdf:RDF>", "</x:xmpmeta>", _TRAILER]
-    return "".join(parts).encode("utf-8")
+    parts += ["</rdf:Description>", "</rdf:RDF>", "</x:xmpmeta>"]
+    packet = "".join(parts).encode("utf-8")
+    # Even-sized: WebP pads an odd chunk with a byte that ComfyUI's 2024 frontend does not skip,
+    # and its reader then fails on the whole file. XMP allows whitespace before the trailer.
+    if (len(packet) + len(_TRAILER)) % 2:
+        packet += b"\n"
+    return packet + _TRAILER.encode("utf-8")
 
 
 def parse_xmp(packet: bytes) -> XmpFields:
