@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 #: This many trivial integer nodes: ComfyUI's cheapest nodes, capture's worst case.
@@ -17,6 +19,21 @@ N_NODES = 200
 #: it spends about 0.7 ms per node, most of it rebuilding its progress state of every node of
 #: the prompt at each node (quadratic in the prompt's size, and ComfyUI's own).
 CHAIN_LENGTH = 10
+
+
+#: The session's folder for the plugin's data (set by conftest.py).
+DATA_ENV = "RTM_BENCH_DATA"
+
+
+def server_env(config: Path) -> dict[str, str]:
+    """A benchmark server's environment: its config.json, and the plugin's defaults (event logs
+    kept, the run history on in SQLite) in the session's folder, not the shared install's."""
+    data = Path(os.environ[DATA_ENV])
+    return {
+        "AAA_METADATA_CONFIG": str(config),
+        "AAA_METADATA_LOG_DIR": str(data / "logs"),
+        "AAA_METADATA_HISTORY_URL": f"sqlite:///{data / f'history-{config.parent.name}.sqlite'}",
+    }
 
 
 def rounds_within(budget_s: float, round_s: float, most: int, least: int = 5) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from overhead import Client, rounds_within  # bench/comfyui/overhead.py (this folder is on sys.path)
+from overhead import Client, rounds_within, server_env  # bench/comfyui/overhead.py (this folder is on sys.path)
 
 ROUNDS = 15
 BUDGET_S = 150.0  # for the timed rounds, where one step takes seconds (ComfyUI 0.3.64 on a busy CPU)
@@ -87,7 +87,7 @@ def server(comfy, installation, tmp_path_factory):
     with ComfyServer(
         installation,
         plugin_dir,
-        env={"AAA_METADATA_CONFIG": str(config)},
+        env=server_env(config),
         model_dirs=models.model_dirs(),
     ) as srv:
         yield srv, config, models.checkpoint_name

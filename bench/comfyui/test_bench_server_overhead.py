@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from overhead import Client, chain, report, rounds_within  # bench/comfyui/overhead.py (on sys.path)
+from overhead import Client, chain, report, rounds_within, server_env  # bench/comfyui/overhead.py (on sys.path)
 
 ROUNDS = 150
 BUDGET_S = 90.0  # for the timed rounds, where a chain takes seconds (ComfyUI 0.3.64)
@@ -37,9 +37,7 @@ def server(comfy, installation, tmp_path_factory):
     config.write_text(json.dumps({"runtime_hooks": {"enabled": True}}))
     os.environ.pop("AAA_METADATA_ENABLE_HOOKS", None)  # it would override config.json in the server
     plugin_dir = Path(runtime_metadata.__file__).resolve().parent
-    with ComfyServer(
-        installation, plugin_dir, env={"AAA_METADATA_CONFIG": str(config)}, extra_nodes={"benchpack": BENCHPACK}
-    ) as srv:
+    with ComfyServer(installation, plugin_dir, env=server_env(config), extra_nodes={"benchpack": BENCHPACK}) as srv:
         yield srv, config
 
 
