@@ -38,7 +38,8 @@ def ensure_in_comfyui(installation: Installation, module: str, requirement: str)
     probe = [str(installation.python), "-c", f"import {module}"]
     if subprocess.run(probe, capture_output=True).returncode == 0:
         return
-    lock = installation.root.parent.with_suffix(".lock")
+    install = installation.root.parent  # <cache>/comfyui-0.3.64: its lock is <cache>/comfyui-0.3.64.lock
+    lock = install.parent / f"{install.name}.lock"
     with open(lock, "a+") as handle:  # the provisioning lock: never pip-install beside it
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         if subprocess.run(probe, capture_output=True).returncode != 0:
