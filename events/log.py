@@ -33,9 +33,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import queue
 import re
 import stat
 import struct
+import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +47,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from ..errors import LogFormatError
+from ..errors import LogFormatError, report_once
 from .schema import SCHEMA_VERSION, AnyEvent
 
 MAGIC = b"\x89RTMLOG\n"
@@ -358,6 +361,19 @@ class FileLog:
             os.close(self._fd)
             self._fd = None
 
+    def close_later(self) -> None:
+        """Close the file for this log now; its fsync and close happen on the syncer thread.
+
+        Every byte has reached the kernel already (a killed process loses nothing); the fsync
+        is for a power cut, and on a slow or network disk it can take from milliseconds to
+        seconds, which ComfyUI's thread must not wait for. ``to_bytes`` still works after.
+        """
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if self._unwritten is not None or not _SYNCER.submit(fd, self._on_error):
+            os.close(fd)  # a failed write has been reported; a full backlog is reported by the syncer
+
     @property
     def error(self) -> bool:
         """Whether a write failed (the rest of the run is then in memory only)."""
@@ -383,6 +399,66 @@ class FileLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: Closed logs waiting for their fsync at most. Past it the disk is far behind: a log is then
+#: closed without one (only a power cut could lose it), which is reported once.
+SYNC_BACKLOG = 64
+
+
+class _Syncer:
+    """One daemon thread that fsyncs and closes the file descriptors of finished logs, in order."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[int, Callable[[OSError], None] | None]] = queue.Queue(SYNC_BACKLOG)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, fd: int, on_error: Callable[[OSError], None] | None) -> bool:
+        """Queue ``fd`` for fsync and close; False (reported once) when the backlog is full."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="runtime-metadata-fsync", daemon=True)
+                self._thread.start()
+        try:
+            self._queue.put_nowait((fd, on_error))
+        except queue.Full:
+            report_once(
+                f"the disk is {SYNC_BACKLOG} event logs behind on fsync: logs are closed without it "
+                "until it catches up (a killed ComfyUI still loses nothing; a power cut could)"
+            )
+            return False
+        return True
+
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Whether every queued log was synced and closed within ``timeout`` seconds (tests)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            fd, on_error = self._queue.get()
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                if on_error is not None:
+                    on_error(exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                self._queue.task_done()
+
+
+_SYNCER = _Syncer()
+
+
+def wait_for_fsync(timeout: float = 10.0) -> bool:
+    """Whether every log closed with ``close_later`` is synced and closed (within ``timeout`` s)."""
+    return _SYNCER.wait(timeout)
 
 
 def _pread_all(fd: int, size: int) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import time
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -43,6 +44,8 @@ from runtime_metadata.events.schema import (
     NodeStarted,
     RunStarted,
 )
+
+from .conftest import run_events
 
 
 @pytest.fixture(params=["memory", "file"])
@@ -644,3 +647,63 @@ def test_version_2_logs_read_with_the_fields_version_3_added_left_at_their_defau
     assert started == RunStarted("p", 1, 2, {}, None, "c", "0.1", {})
     assert started.client_id is None and started.worker_id is None
     assert finished == RunFinished(9, "success") and finished.images == []
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_finished_log_is_fsynced_on_the_syncer_thread_not_the_callers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow disk (here: an fsync that takes 0.5 s) never holds up the thread closing the log."""
+    from runtime_metadata.events import log as log_module
+
+    real_fsync = os.fsync
+    synced: list[tuple[int, str]] = []
+
+    def slow_fsync(fd: int) -> None:
+        time.sleep(0.5)
+        real_fsync(fd)
+        synced.append((fd, threading.current_thread().name))
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    before = _open_fds()
+    log = FileLog(tmp_path / "run.rtlog")
+    log.extend(run_events())
+    started = time.monotonic()
+    log.close_later()
+    assert time.monotonic() - started < 0.25  # did not wait for the fsync
+    assert read_log_file(tmp_path / "run.rtlog").events == run_events()  # every byte is there already
+    assert log_module.wait_for_fsync(timeout=5)
+    assert [name for _, name in synced] == ["runtime-metadata-fsync"]
+    assert _open_fds() == before  # and the syncer closed it
+
+
+def test_past_the_fsync_backlog_logs_are_closed_without_one_and_it_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runtime_metadata.errors import forget_reports
+    from runtime_metadata.events import log as log_module
+
+    release = threading.Event()
+    real_fsync = os.fsync
+
+    def stuck_fsync(fd: int) -> None:  # a disk that stopped answering
+        release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", stuck_fsync)
+    forget_reports()
+    before = _open_fds()
+    n = log_module.SYNC_BACKLOG + 5  # one is being synced, SYNC_BACKLOG wait, the rest are refused
+    for i in range(n):
+        log = FileLog(tmp_path / f"{i}.rtlog")
+        log.extend(run_events())
+        log.close_later()
+    assert _open_fds() - before == log_module.SYNC_BACKLOG + 1  # the others were closed at once
+    assert sum("behind on fsync" in r.getMessage() for r in caplog.records) == 1
+    release.set()
+    assert log_module.wait_for_fsync(timeout=10)
+    assert _open_fds() == before
+    assert all(read_log_file(tmp_path / f"{i}.rtlog").events == run_events() for i in range(n))
