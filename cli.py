@@ -636,7 +636,13 @@ def _history_url(args: argparse.Namespace) -> str:
     """The history database to use: ``--db``, else the configuration's ``history_url``."""
     from . import config
 
-    url = getattr(args, "db", None) or config.get().history_url
+    given = getattr(args, "db", None)
+    url = given or config.get().history_url
+    if given:
+        try:
+            url = config.parse_history_url(given, "--db")
+        except ValueError as exc:
+            raise RuntimeMetadataError(f"{exc} (a file: sqlite:////absolute/path.sqlite)") from None
     if not url or url == config.HISTORY_OFF:
         raise RuntimeMetadataError(
             "no history database: give --db URL (the plugin's default is "
@@ -645,16 +651,36 @@ def _history_url(args: argparse.Namespace) -> str:
     return str(url)
 
 
+def _history_store(url: str, *, must_exist: bool) -> Any:
+    """The history store for ``url``; a missing SQLite file (when reading) or driver is one line."""
+    from .config import hide_password
+    from .history.store import HistoryStore, describe_error
+
+    if must_exist and url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+        if not path.is_file():  # reading must not create an empty database where none was
+            raise RuntimeMetadataError(f"history {url}: no such file {str(path)!r}")
+    try:
+        return HistoryStore(url)
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'comfyui-runtime-metadata[postgresql]')" if exc.name == "psycopg" else ""
+        raise RuntimeMetadataError(
+            f"history {hide_password(url)}: the driver {exc.name} is not installed{extra}"
+        ) from None
+    except Exception as exc:  # SQLAlchemy's ArgumentError and the like: a URL it cannot use
+        raise RuntimeMetadataError(f"history {hide_password(url)}: {describe_error(exc, url)}") from None
+
+
 def cmd_history_rebuild(args: argparse.Namespace) -> int:
     """Fold every event log of a folder into the history (runs already there are kept as they are)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from .config import hide_password
     from .history.rebuild import log_files, rebuild
-    from .history.store import HistoryStore, describe_error
+    from .history.store import describe_error
 
     url = _history_url(args)
-    store = HistoryStore(url)
+    store = _history_store(url, must_exist=False)
     try:
         store.migrate()
         report = rebuild(store, log_files(args.log_dir), args.worker)
@@ -686,12 +712,12 @@ def cmd_stats_db(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from .config import hide_password
-    from .history.store import MAX_STATS_RUNS, HistoryStore, describe_error
+    from .history.store import MAX_STATS_RUNS, describe_error
 
     url = _history_url(args)
     if not 1 <= args.last <= MAX_STATS_RUNS:
         raise RuntimeMetadataError(f"--last must be from 1 to {MAX_STATS_RUNS}")
-    store = HistoryStore(url)
+    store = _history_store(url, must_exist=True)
     try:
         report = store.stats(last=args.last, worker=args.worker)
         workers = store.workers()
@@ -745,7 +771,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ProvisionError as problem:  # a --comfyui folder that is not ComfyUI; a failed install
         print(f"runtime-metadata: demo: {problem}", file=sys.stderr)
         return 2
-    _print(f"[demo] ComfyUI: {install.label} at {install.root}")
+    where = "" if str(install.root) in install.label else f" at {install.root}"  # a --comfyui label names it
+    _print(f"[demo] ComfyUI: {install.label}{where}")
     prompt, workflow = _load_example()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="runtime-metadata-demo-")).resolve()
     logs = workdir / "runtime-logs"
@@ -797,6 +824,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print(f"\n{time.monotonic() - started:.1f} s in all. Try:")
     _print(f"  runtime-metadata inspect {image}")
     _print(f"  runtime-metadata replay {log_file} --check {image}")
+    _print(f"  runtime-metadata stats {log_file}")
     if in_history:
         _print(f"  runtime-metadata stats --db sqlite:///{workdir / 'history.sqlite'}")
     return check

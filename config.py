@@ -106,6 +106,11 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     return os.path.expanduser(value)
 
 
+def parse_history_url(value: Any, source: str) -> str | None:
+    """A history URL as the configuration takes it (None, "off" or a URL); ValueError, naming ``source``."""
+    return _history_url(value, source)
+
+
 def _history_url(value: Any, source: str) -> str | None:
     if value is None or value == "":
         return None

@@ -264,7 +264,12 @@ def modern_source() -> ModernSource:
                 raise ProvisionError(f"{MODERN_SRC_ENV}={path} is not a ComfyUI folder (no main.py and execution.py)")
             return ModernSource(path, "folder", _folder_digest(path), constraints)
         if path.is_file():
-            return ModernSource(path, "archive", _file_sha256(path), constraints)
+            digest = _file_sha256(path)
+            beside = path.parent / MODERN_CONSTRAINTS
+            if constraints is None and beside.is_file():
+                constraints = beside
+            # The very archive ../shared holds, wherever it is: the same install (and cache folder).
+            return ModernSource(path, "archive", digest, constraints, known=digest == MODERN_SHA256)
         raise SourceMissing(f"{MODERN_SRC_ENV}={path} does not exist")
     archive = shared / MODERN_ARCHIVE
     if not archive.is_file():

@@ -223,3 +223,21 @@ def test_an_install_from_before_a_new_plugin_dependency_gets_it_added_not_rebuil
     ]
     provision._provisioned_installation(tmp_path, lambda message: None, recipe)
     assert len(pip) == 1  # present now: nothing more to do
+
+
+def test_the_known_archive_named_anywhere_is_the_known_install_with_the_constraints_beside_it(
+    shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clone without ../shared, pointed at the same archive elsewhere, reuses the same install."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    archive = tar_gz(elsewhere / provision.MODERN_ARCHIVE, COMFY_FILES)
+    (elsewhere / provision.MODERN_CONSTRAINTS).write_text("requests==2.32.3\n")
+    monkeypatch.setattr(provision, "MODERN_SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    monkeypatch.setenv("COMFYUI_MODERN_SRC", str(archive))
+    source = provision.modern_source()
+    assert source.known and source.constraints == elsewhere / provision.MODERN_CONSTRAINTS
+    assert provision._modern_recipe(source).dirname == f"comfyui-{provision.MODERN_VERSION}"
+    (elsewhere / "other.tar.gz").write_bytes(archive.read_bytes() + b"\0")  # any other archive: its own
+    monkeypatch.setenv("COMFYUI_MODERN_SRC", str(elsewhere / "other.tar.gz"))
+    assert not provision.modern_source().known

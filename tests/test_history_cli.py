@@ -79,3 +79,32 @@ def test_stats_of_a_history_database(no_config, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"5 runs in {url} (worker w1)") and "Add" in out
     assert cli.main(["stats", "--db", url, "--last", "0"]) == 2
+
+
+def test_stats_db_given_a_path_instead_of_a_url_is_one_line(tmp_path, capsys) -> None:
+    assert cli.main(["stats", "--db", str(tmp_path / "history.sqlite")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("runtime-metadata: --db: expected a URL such as sqlite:///path")
+
+
+def test_stats_db_reads_and_never_creates_a_database(tmp_path, capsys) -> None:
+    missing = tmp_path / "nowhere" / "history.sqlite"
+    assert cli.main(["stats", "--db", f"sqlite:///{missing}"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"runtime-metadata: history sqlite:///{missing}: no such file {str(missing)!r}"
+    assert not missing.parent.exists()
+
+
+def test_stats_db_without_the_postgresql_driver_says_what_to_install(monkeypatch, capsys) -> None:
+    from runtime_metadata.history import store
+
+    def no_driver(url: str) -> None:  # what create_engine raises without psycopg installed
+        raise ModuleNotFoundError("No module named 'psycopg'", name="psycopg")
+
+    monkeypatch.setattr(store, "HistoryStore", no_driver)
+    assert cli.main(["stats", "--db", "postgresql://u:secret@127.0.0.1:1/x"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "runtime-metadata: history postgresql://u:***@127.0.0.1:1/x: the driver psycopg is not installed "
+        "(pip install 'comfyui-runtime-metadata[postgresql]')"
+    )
