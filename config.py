@@ -95,7 +95,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             raise ValueError(f"{source}: {number} is out of range")
         return number
     if name == "history_url":
-        return _history_url(value, source)
+        return parse_history_url(value, source)
     if name == "worker_id":
         return _worker_id(value, source)
     # optional path
@@ -108,10 +108,6 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 
 def parse_history_url(value: Any, source: str) -> str | None:
     """A history URL as the configuration takes it (None, "off" or a URL); ValueError, naming ``source``."""
-    return _history_url(value, source)
-
-
-def _history_url(value: Any, source: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -171,7 +167,8 @@ CACHE_DIR_ENV = "RUNTIME_METADATA_CACHE"
 
 def cache_dir() -> Path:
     """The plugin's own cache folder: ``$RUNTIME_METADATA_CACHE``, else ``~/.cache/runtime-metadata``."""
-    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "runtime-metadata")
+    env = os.environ.get(CACHE_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "runtime-metadata"
 
 
 def _read_file(path: Path) -> dict[str, Any]:

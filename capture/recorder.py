@@ -53,9 +53,10 @@ class Recorder:
 
     Durability, with a log folder: ``flush_at`` is 1, so each node's events are written to its
     file (one ``os.write``) when the node ends, and any other event when it happens; the run's
-    end queues the file's fsync (``FileLog.close_later``: ComfyUI's thread never waits for it). A ComfyUI killed at any moment (kill -9, the OOM killer) loses no
-    event of a node that completed, only the node it was running; a machine that loses power
-    can lose what the current run wrote since it started. Without a folder, events are encoded
+    end queues the file's fsync (``FileLog.close_later``: ComfyUI's thread never waits for it).
+    A ComfyUI killed at any moment (kill -9, the OOM killer) loses no event of a node that
+    completed, only the node it was running; a machine that loses power can lose what the
+    current run wrote since it started. Without a folder, events are encoded
     ``BATCH_EVENTS`` at a time into memory, which a crash loses anyway.
     """
 

@@ -16,7 +16,6 @@ VAE; 1.07 G parameters, ~2.1 GB), the LoRA is kohya-style rank 4 over 14 real SD
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ from pathlib import Path
 
 # make_models.py imports torch/ComfyUI only inside its functions, so its constants are importable.
 from .make_models import CHECKPOINT_NAME, LORA_NAME, VAE_NAME
-from .provision import Installation, ProvisionError, _clean_env, _exclusive_lock, default_cache_dir
+from .provision import Installation, ProvisionError, _clean_env, _exclusive_lock, _file_sha256, default_cache_dir
 
 # Bump when make_models.py changes what it writes; older caches are then rebuilt (and removed).
 RECIPE_VERSION = 2
@@ -169,7 +168,7 @@ def _build(installation: Installation, parent: Path, target: Path, log: Callable
             dest = scratch / sub / name
             os.replace(raw / name, dest)
             sizes[name] = dest.stat().st_size
-            digests[name] = _sha256(dest)
+            digests[name] = _file_sha256(dest)
         raw.rmdir()
         marker = {
             "fingerprint": _fingerprint(),
@@ -189,14 +188,6 @@ def _build(installation: Installation, parent: Path, target: Path, log: Callable
     total = sum(sizes.values()) / 1e6
     seconds = time.perf_counter() - started
     log(f"Generated {len(sizes)} model files ({total:.0f} MB) in {seconds:.1f}s")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _remove_older_recipes(parent: Path, log: Callable[[str], None]) -> None:

